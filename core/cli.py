@@ -1,0 +1,177 @@
+"""`python -m core`: the lab from the command line. With --json the last line printed is one JSON object."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable
+
+from .errors import LabError
+
+COMMANDS: dict[str, Callable] = {}
+
+
+def command(fn: Callable) -> Callable:
+    COMMANDS[fn.__name__.rstrip("_").replace("_", "-")] = fn
+    return fn
+
+
+def _emit(obj, as_json: bool, text: Callable[[object], str]) -> None:
+    from .runs import dumps
+    print(dumps(obj) if as_json else text(obj), flush=True)
+
+
+def _print_progress(ev) -> None:
+    parts = [f"[{time.strftime('%H:%M:%S')}] {ev.message or ev.stage}"]
+    if ev.metrics:
+        parts.append(" ".join(f"{k}={v:.4f}" for k, v in ev.metrics.items()))
+    if ev.eta_seconds:
+        parts.append(f"eta {ev.eta_seconds:.0f}s")
+    print("  ".join(parts), file=sys.stderr, flush=True)
+
+
+@command
+def datasets(args) -> None:
+    from .datasets import DATASETS
+    rows = [s.info() for s in DATASETS.values()]
+    _emit(rows, args.json, lambda r: "\n".join(
+        f"{d['name']:26s} {'yes' if d['available'] else 'no ':3s}  {d['title']}  ({d['availability']})" for d in r))
+
+
+@command
+def backbones(args) -> None:
+    from .backbones import BACKBONES, weights_status
+    rows = []
+    for s in BACKBONES.values():
+        src, why = weights_status(s.name)
+        rows.append({"name": s.name, "title": s.title, "default_size": s.default_size, "available": True,
+                     "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"), "note": s.note})
+    _emit(rows, args.json, lambda r: "\n".join(f"{d['name']:22s} {d['default_size']:4d}px  {d['weights']}" for d in r))
+
+
+def config_from_args(args):
+    from .config import Augment, EarlyStopping, TrainConfig
+    from .model import HeadConfig
+    es = None
+    if args.early_stopping:
+        es = EarlyStopping(args.es_monitor, args.es_patience, args.es_min_delta, args.es_start_epoch,
+                           not args.es_no_restore)
+    return TrainConfig(
+        dataset=args.dataset, backbone=args.backbone, image_size=args.image_size, weights=args.weights,
+        head=HeadConfig(args.pooling, args.dense, args.dropout), mode=args.mode, epochs=args.epochs,
+        batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, lr_decay=args.lr_decay,
+        early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
+        fine_tune_lr=args.fine_tune_lr, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
+        split=tuple(args.split) if args.split else None, name=args.name)
+
+
+@command
+def train(args) -> None:
+    from .training import train as run_training
+    cfg = config_from_args(args)
+    summary = run_training(cfg, progress=_print_progress if not args.quiet else (lambda e: None), run_id=args.run_id)
+    keys = ("run_id", "status", "test_accuracy", "macro_f1", "weights", "train_seconds", "num_train", "num_val",
+            "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "warnings")
+    out = {k: summary[k] for k in keys}
+    _emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
+
+
+@command
+def runs(args) -> None:
+    from . import registry
+    rows = [{k: r[k] for k in ("id", "status", "dataset", "backbone", "mode", "weights", "test_accuracy",
+                               "train_seconds", "preset")} | {"created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))}
+            for r in registry.list_runs()]
+    _emit(rows, args.json, lambda r: "\n".join(
+        f"{d['id']}  {d['status']:9s} {d['dataset'] or '':12.12s} {d['backbone'] or '':14s} "
+        f"{'' if d['test_accuracy'] is None else format(d['test_accuracy'], '.4f')}" for d in r) or "no runs yet")
+
+
+@command
+def show(args) -> None:
+    from . import registry
+    from .runs import check_run_id, read_json, run_dir
+    check_run_id(args.run_id)
+    row = registry.get_run(args.run_id)
+    folder = run_dir(args.run_id)
+    out = {"run": (read_json(folder / "run.json") if (folder / "run.json").exists() else row and row["summary"]),
+           "status": row["status"] if row else "unknown", "variants": registry.list_variants(args.run_id)}
+    for name in ("metrics", "config"):
+        if (folder / f"{name}.json").exists():
+            out[name] = read_json(folder / f"{name}.json")
+    if out.get("metrics"):
+        out["metrics"] = {k: v for k, v in out["metrics"].items() if k != "misclassified"} | {
+            "num_misclassified": len(out["metrics"]["misclassified"])}
+    _emit(out, args.json, lambda o: "\n".join(f"{k}: {v}" for k, v in (o["run"] or {}).items()))
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    from .backbones import BACKBONES, DEFAULT_BACKBONE
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="shapes", help="registry name (see `datasets`), a class folder, or a .zip")
+    g.add_argument("--split", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="fractions (default 0.7 0.15 0.15)")
+    g.add_argument("--seed", type=int, default=0)
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default=DEFAULT_BACKBONE, choices=list(BACKBONES))
+    g.add_argument("--image-size", type=int, help="input size in px (default: the backbone's)")
+    g.add_argument("--weights", default="auto", choices=["auto", "imagenet", "random"])
+    g.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
+    g.add_argument("--dense", type=int, nargs="*", default=[], help="hidden layer sizes, e.g. --dense 128 64 32")
+    g.add_argument("--dropout", type=float, default=0.2)
+    g = p.add_argument_group("training")
+    g.add_argument("--mode", default="feature-extraction", choices=["feature-extraction", "full"])
+    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"])
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    g.add_argument("--lr-decay", type=float, help="exponential decay factor per epoch, e.g. 0.9")
+    g.add_argument("--fine-tune-at", type=int, help="unfreeze backbone layers from this index (negative: top K)")
+    g.add_argument("--fine-tune-epochs", type=int, default=0)
+    g.add_argument("--fine-tune-lr", type=float, help="default: lr / 10")
+    g.add_argument("--early-stopping", action="store_true")
+    g.add_argument("--es-monitor", default="val_loss")
+    g.add_argument("--es-patience", type=int, default=3)
+    g.add_argument("--es-min-delta", type=float, default=0.0)
+    g.add_argument("--es-start-epoch", type=int, default=0)
+    g.add_argument("--es-no-restore", action="store_true", help="keep the last weights, not the best")
+    g.add_argument("--flip", action="store_true", help="augment: random horizontal flips (disables feature caching)")
+    g.add_argument("--rotation", type=float, default=0.0, help="augment: max rotation, fraction of a turn")
+    g.add_argument("--zoom", type=float, default=0.0, help="augment: max zoom fraction")
+    p.add_argument("--name", help="a label for the run")
+    p.add_argument("--run-id", help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m core", description="Green Transfer Learning Lab")
+    sp = ap.add_subparsers(dest="command", required=True)
+    helps = {"datasets": "list datasets and whether they are available here",
+             "backbones": "list backbones and where their weights come from",
+             "train": "train and evaluate a run", "runs": "list runs", "show": "show one run"}
+    for name in COMMANDS:
+        p = sp.add_parser(name, help=helps.get(name, COMMANDS[name].__doc__))
+        p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        if name == "train":
+            _add_train_args(p)
+        if name == "show":
+            p.add_argument("run_id")
+        extra = EXTRA_ARGS.get(name)
+        if extra:
+            extra(p)
+    return ap
+
+
+EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+        return 0
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return 130

@@ -1,0 +1,97 @@
+"""Heads and the flat functional model: backbone layers and head layers in one graph.
+
+A backbone nested as a layer would break pruning, clustering and QAT, so the head's layers are applied
+directly to the backbone's output tensor. The same layer objects serve the head-only model trained on
+cached features and the assembled full model, so trained weights carry over without copying.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .errors import LabError
+
+
+@dataclass
+class HeadConfig:
+    pooling: str = "avg"                               # avg | max | flatten
+    dense: list[int] = field(default_factory=list)     # hidden units, e.g. [128, 64, 32]
+    dropout: float = 0.2                               # after each hidden layer (or before the classifier)
+    activation: str = "relu"
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("avg", "max", "flatten"):
+            raise LabError(f"pooling must be avg, max or flatten (got {self.pooling!r})")
+        if not 0 <= self.dropout < 1:
+            raise LabError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if any(int(u) < 1 for u in self.dense):
+            raise LabError(f"dense layer sizes must be positive (got {self.dense})")
+
+    def describe(self) -> str:
+        hidden = "-".join(map(str, self.dense)) or "none"
+        return f"global {self.pooling} pooling, dense {hidden}, dropout {self.dropout}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pooling_layer(cfg: HeadConfig, backbone_output_rank: int):
+    """The layer turning the backbone's feature map into a vector (none if it is flat already)."""
+    from .tfenv import keras
+    if backbone_output_rank == 2:
+        return None
+    return {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+            "flatten": keras.layers.Flatten}[cfg.pooling](name="head_pool")
+
+
+def head_layers(cfg: HeadConfig, n_classes: int) -> list:
+    """Dense/dropout layers and the softmax classifier, in order."""
+    from .tfenv import keras
+    layers = []
+    for i, units in enumerate(cfg.dense):
+        layers.append(keras.layers.Dense(int(units), activation=cfg.activation, name=f"head_dense_{i}"))
+        if cfg.dropout:
+            layers.append(keras.layers.Dropout(cfg.dropout, name=f"head_dropout_{i}"))
+    if not cfg.dense and cfg.dropout:
+        layers.append(keras.layers.Dropout(cfg.dropout, name="head_dropout"))
+    layers.append(keras.layers.Dense(n_classes, activation="softmax", name="predictions"))
+    return layers
+
+
+def apply(layers: list, x):
+    for layer in layers:
+        x = layer(x)
+    return x
+
+
+def feature_extractor(backbone, pool):
+    """Backbone plus pooling: the model whose outputs are cached in feature-extraction mode."""
+    from .tfenv import keras
+    out = pool(backbone.output) if pool is not None else backbone.output
+    return keras.Model(backbone.input, out, name="feature_extractor")
+
+
+def head_model(feature_dim: int, layers: list):
+    from .tfenv import keras
+    inp = keras.Input((feature_dim,), name="features")
+    return keras.Model(inp, apply(layers, inp), name="head")
+
+
+def assemble(backbone, pool, layers: list, name: str = "classifier"):
+    """The flat full model: Model(backbone.input, head(pool(backbone.output)))."""
+    from .tfenv import keras
+    x = pool(backbone.output) if pool is not None else backbone.output
+    return keras.Model(backbone.input, apply(layers, x), name=name)
+
+
+def set_trainable_from(model, backbone_layers: int, fine_tune_at: int | None) -> int:
+    """Freeze backbone layers below `fine_tune_at` (all if None); BatchNorm stays frozen. Return #trainable layers."""
+    from .tfenv import keras
+    n = 0
+    for i, layer in enumerate(model.layers):
+        if i < backbone_layers:
+            layer.trainable = (fine_tune_at is not None and i >= fine_tune_at
+                               and not isinstance(layer, keras.layers.BatchNormalization))
+        else:
+            layer.trainable = True
+        n += bool(layer.trainable and layer.weights)
+    return n

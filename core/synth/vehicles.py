@@ -1,0 +1,409 @@
+"""`vehicle_colors_synthetic`: rear views of cars in eight body colours.
+
+The car is a flat, slightly tilted plane (a homography maps car units to pixels): body, cabin and
+rear window are painted as shaded fields (lighting gradient, horizon reflection, specular
+highlights), the rest (tail lights, plate, tyres, bumper trim) as flat shapes. Backgrounds, lighting
+and geometry are sampled independently of the class; only the paint carries the label. Every image
+is drawn with its own `np.random.default_rng([seed, index])`.
+"""
+from __future__ import annotations
+
+import colorsys
+import functools
+from typing import NamedTuple
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+CLASS_NAMES: tuple[str, ...] = ("black", "blue", "green", "grey", "orange", "red", "silver", "white")
+
+_SS = 2  # supersampling factor: draw at 2x, downsample for anti-aliasing
+
+
+class _Paint(NamedTuple):
+    """Per-class body paint: HSV ranges (hue in degrees, may wrap), specular strength, darkest shade."""
+    hue: tuple[float, float]
+    sat: tuple[float, float]
+    val: tuple[float, float]
+    spec: tuple[float, float]
+    shade_min: tuple[float, float]
+
+
+_PAINTS: dict[str, _Paint] = {
+    "black": _Paint((0, 360), (0.0, 0.25), (0.05, 0.14), (0.12, 0.25), (0.75, 0.9)),
+    "blue": _Paint((203, 238), (0.5, 0.95), (0.35, 0.9), (0.10, 0.25), (0.55, 0.7)),
+    "green": _Paint((85, 160), (0.4, 0.9), (0.3, 0.8), (0.10, 0.25), (0.55, 0.7)),
+    "grey": _Paint((0, 360), (0.0, 0.07), (0.36, 0.54), (0.12, 0.25), (0.55, 0.7)),
+    "orange": _Paint((19, 36), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
+    "red": _Paint((-8, 5), (0.75, 0.98), (0.5, 0.92), (0.10, 0.25), (0.55, 0.7)),
+    "silver": _Paint((0, 360), (0.0, 0.05), (0.66, 0.8), (0.25, 0.4), (0.45, 0.6)),
+    "white": _Paint((0, 360), (0.0, 0.05), (0.9, 0.98), (0.04, 0.1), (0.78, 0.9)),
+}
+
+# Labels in the 2x label map: painted (shaded) regions; everything else is drawn flat in RGB.
+_BODY, _CREASE, _GLASS, _INTERIOR = 1, 2, 3, 4
+_BODY_FACTOR = np.zeros(256, np.float32)
+_BODY_FACTOR[[_BODY, _CREASE]] = [1.0, 0.55]
+
+
+def generate(n_per_class: int, size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return (images uint8 (N, size, size, 3), labels int64 (N,)) with N = n_per_class * 8.
+
+    Labels are class-interleaved (0..7, 0..7, ...). Image i is drawn from
+    `np.random.default_rng([seed, i])`; seed must be a non-negative integer.
+    """
+    labels = np.tile(np.arange(len(CLASS_NAMES), dtype=np.int64), n_per_class)
+    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
+    for i, label in enumerate(labels):
+        images[i] = render(int(label), size, np.random.default_rng([seed, i]))
+    return images, labels
+
+
+def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Draw one car of colour class `label` as a (size, size, 3) uint8 array."""
+    big = size * _SS
+    scene = _background(rng, big)
+    car = _Car(rng, big)
+    paint = _sample_paint(rng, CLASS_NAMES[label])
+
+    # Tyres and the dark gap under the car go on the background, behind the body.
+    draw = ImageDraw.Draw(scene)
+    for side in (-1, 1):
+        x0, x1 = sorted((side * car.tyre_u - car.tyre_w / 2, side * car.tyre_u + car.tyre_w / 2))
+        draw.polygon(car.px(_rounded([(x0, -0.02), (x1, -0.02), (x1, car.clear + 0.2), (x0, car.clear + 0.2)],
+                                     0.06)), fill=_grey(rng, 22, 40))
+    img = np.asarray(scene, dtype=np.float32).transpose(2, 0, 1).copy()
+    img *= _ground_shadow(car, rng, big)
+
+    # Painted regions: a label map drawn at 2x, then shaded fields composited in numpy.
+    labels = Image.new("L", (big, big), 0)
+    car.draw_labels(ImageDraw.Draw(labels), rng)
+    lab = np.asarray(labels)
+    ys, xs = car.bbox
+    lab = lab[ys, xs]
+    u, v = car.uv(ys, xs)
+    body = _body_field(car, paint, u, v, rng)
+    glass = _glass_field(car, u, v, lab == _INTERIOR, rng)
+    crop = img[:, ys, xs]
+    factor = _BODY_FACTOR[lab]
+    crop = np.where(factor > 0, body * factor, crop)
+    crop = np.where((lab == _GLASS) | (lab == _INTERIOR), glass, crop)
+    img[:, ys, xs] = crop
+
+    scene = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    car.draw_details(ImageDraw.Draw(scene), rng)
+    small = scene.resize((size, size), Image.BOX)
+    if rng.random() < 0.25:
+        small = small.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7) * size / 128))
+    return _camera(np.asarray(small, dtype=np.float32).transpose(2, 0, 1), rng)
+
+
+# ---------------------------------------------------------------- paint and lighting
+
+def _sample_paint(rng: np.random.Generator, name: str) -> dict:
+    p = _PAINTS[name]
+    h = (rng.uniform(*p.hue) % 360) / 360
+    rgb = colorsys.hsv_to_rgb(h, rng.uniform(*p.sat), rng.uniform(*p.val))
+    return {"rgb": np.asarray(rgb, np.float32) * 255, "spec": rng.uniform(*p.spec),
+            "shade_min": rng.uniform(*p.shade_min), "metallic": name in ("silver", "grey") or rng.random() < 0.3}
+
+
+def _body_field(car: "_Car", paint: dict, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Body colour (3, h, w): paint x (ambient occlusion, side light, horizon reflection) + specular."""
+    lo = paint["shade_min"]
+    t = np.clip((v - car.clear) / (car.belt - car.clear), 0, 1)
+    shade = np.where(v < car.belt, lo + (1.02 - lo) * t ** 0.7, rng.uniform(0.88, 1.02))
+    shade = shade * (1 + rng.uniform(-0.15, 0.15) * u)
+    horizon = car.clear + (car.belt - car.clear) * rng.uniform(0.3, 0.6)  # ground reflected below this
+    shade = shade * np.where(v < horizon, rng.uniform(0.82, 0.95), 1.0)
+    if paint["metallic"]:  # brushed-looking gradient across the panels
+        shade = shade * (1 + 0.08 * np.sin(u * rng.uniform(1.5, 3.0) + rng.uniform(0, 6)))
+    # Specular: a sharp band on the rear deck just below the window, and a soft blob on one side.
+    deck = np.exp(-(((v - car.belt + 0.04) / 0.035) ** 2)) * (np.abs(u) < 0.95)
+    su, sv = rng.uniform(-0.7, 0.7), rng.uniform(car.clear + 0.3, car.belt - 0.1)
+    blob = np.exp(-(((u - su) / 0.3) ** 2 + ((v - sv) / 0.15) ** 2))
+    spec = paint["spec"] * 255 * (deck + 0.6 * blob)
+    return paint["rgb"][:, None, None] * shade.astype(np.float32) + spec.astype(np.float32)
+
+
+def _glass_field(car: "_Car", u: np.ndarray, v: np.ndarray, interior: np.ndarray,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Dark tinted rear window with a sky reflection gradient and a diagonal glare band."""
+    tint = np.asarray([rng.uniform(14, 30), rng.uniform(18, 34), rng.uniform(20, 40)], np.float32)
+    top = (v - car.belt) / (car.roof - car.belt)
+    refl = rng.uniform(20, 60) * np.clip(top, 0, 1) ** 1.5
+    a = rng.uniform(0.4, 1.2)
+    band = rng.uniform(15, 45) * np.exp(-(((u * np.cos(a) + (v - car.belt) * np.sin(a) - rng.uniform(-0.5, 0.5)) / 0.12) ** 2))
+    glass = tint[:, None, None] * np.where(interior, 0.6, 1.0) + (refl + band).astype(np.float32)
+    return glass.astype(np.float32)
+
+
+def _ground_shadow(car: "_Car", rng: np.random.Generator, big: int) -> np.ndarray:
+    """Multiplicative (h, w) shadow: a soft ellipse on the ground and the dark gap under the body."""
+    ys, xs = slice(0, big), slice(0, big)
+    u, v = car.uv(ys, xs)
+    soft = np.exp(-((np.abs(u) / 1.12) ** 6 + (v / 0.09) ** 2))
+    under = 1 / (1 + np.exp((np.abs(u) - 0.95) * 40)) * (v > -0.02) * (v < car.clear + 0.05)
+    dark = 1 - rng.uniform(0.4, 0.65) * soft - rng.uniform(0.3, 0.5) * under
+    return np.clip(dark, 0.15, 1).astype(np.float32)
+
+
+def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Exposure, white balance, a little vignetting and sensor noise; (3, h, w) float -> (h, w, 3) uint8."""
+    gains = rng.uniform(0.8, 1.15) * (1 + rng.normal(0, 0.04, 3))
+    img *= gains.astype(np.float32)[:, None, None]
+    yy, xx = _grid(img.shape[1])
+    img *= 1 - rng.uniform(0, 0.3) * (xx ** 2 + yy ** 2)
+    img += (rng.random(img.shape, dtype=np.float32) - 0.5) * np.float32(rng.uniform(4, 20))
+    return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (y, x) in [-0.5, 0.5)."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size - 0.5
+    return yy, xx
+
+
+# ---------------------------------------------------------------- car geometry
+
+def _rounded(pts: list[tuple[float, float]], r: float, n: int = 5) -> np.ndarray:
+    """Closed polygon with each corner replaced by a quadratic curve of 'radius' r (same units)."""
+    p = np.asarray(pts, dtype=np.float64)
+    out = []
+    for i in range(len(p)):
+        prev, cur, nxt = p[i - 1], p[i], p[(i + 1) % len(p)]
+        a = cur + (prev - cur) * min(r / (np.linalg.norm(prev - cur) + 1e-9), 0.5)
+        b = cur + (nxt - cur) * min(r / (np.linalg.norm(nxt - cur) + 1e-9), 0.5)
+        s = np.linspace(0, 1, n)[:, None]
+        out.append((1 - s) ** 2 * a + 2 * s * (1 - s) * cur + s ** 2 * b)
+    return np.vstack(out)
+
+
+def _mirror(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    return [(-x, y) for x, y in pts]
+
+
+def _grey(rng: np.random.Generator, lo: float, hi: float) -> tuple[int, int, int]:
+    g = int(rng.uniform(lo, hi))
+    return (g, g, g)
+
+
+class _Car:
+    """Rear-view car geometry in car units (u: -1..1 across the body, v: height above ground) + its homography."""
+
+    def __init__(self, rng: np.random.Generator, big: int) -> None:
+        kind = rng.choice(3, p=[0.4, 0.3, 0.3])  # sedan, hatchback, SUV
+        self.kind = int(kind)
+        self.clear = rng.uniform(0.17, 0.22) if kind < 2 else rng.uniform(0.24, 0.3)
+        self.belt = self.clear + (rng.uniform(0.8, 0.92) if kind < 2 else rng.uniform(0.88, 1.0))
+        self.roof = self.belt + (rng.uniform(0.42, 0.5), rng.uniform(0.48, 0.58), rng.uniform(0.5, 0.6))[kind]
+        self.cab_lo = rng.uniform(0.84, 0.92)
+        self.cab_hi = rng.uniform(0.6, 0.7) if kind < 2 else rng.uniform(0.68, 0.78)
+        self.tyre_u, self.tyre_w = rng.uniform(0.7, 0.78), rng.uniform(0.22, 0.3)
+
+        # Placement: half-width in pixels, centre, ground line; then a slight roll / yaw / pitch.
+        hw = big * rng.uniform(0.26, 0.42)
+        hw = min(hw, big * 0.9 / (self.roof + 0.1))
+        cx = big * (0.5 + rng.uniform(-0.1, 0.1))
+        ground = rng.uniform(max(big * 0.78, (self.roof + 0.05) * hw), big * 0.97)
+        vc = self.roof / 2
+        c, s = np.cos(rng.normal(0, 0.025)), np.sin(rng.normal(0, 0.025))
+        rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+        proj = np.array([[1, 0, 0], [0, 1, 0], [rng.uniform(-0.07, 0.07), rng.uniform(-0.05, 0.05), 1]])
+        shift = np.array([[1, 0, 0], [0, 1, -vc], [0, 0, 1]])
+        scale = np.array([[hw, 0, cx], [0, -hw, ground - vc * hw], [0, 0, 1]])
+        self.h = scale @ proj @ rot @ shift
+        self.h_inv = np.linalg.inv(self.h)
+        corners = self.px([(-1.2, -0.15), (1.2, -0.15), (1.2, self.roof + 0.05), (-1.2, self.roof + 0.05)])
+        lo = np.clip(np.floor(corners.min(0)).astype(int), 0, big)
+        hi = np.clip(np.ceil(corners.max(0)).astype(int), 0, big)
+        self.bbox = (slice(lo[1], max(hi[1], lo[1] + 1)), slice(lo[0], max(hi[0], lo[0] + 1)))
+
+    def px(self, pts) -> np.ndarray:
+        """Car units -> pixel coordinates, (n, 2)."""
+        p = np.asarray(pts, dtype=np.float64)
+        q = np.c_[p, np.ones(len(p))] @ self.h.T
+        return q[:, :2] / q[:, 2:]
+
+    def poly(self, pts) -> list[float]:
+        return self.px(pts).ravel().tolist()
+
+    def uv(self, ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray]:
+        """Car coordinates of the pixel centres in a crop, float32 (h, w) each."""
+        y, x = np.mgrid[ys, xs].astype(np.float32) + 0.5
+        m = self.h_inv.astype(np.float32)
+        w = m[2, 0] * x + m[2, 1] * y + m[2, 2]
+        return (m[0, 0] * x + m[0, 1] * y + m[0, 2]) / w, (m[1, 0] * x + m[1, 1] * y + m[1, 2]) / w
+
+    def draw_labels(self, d: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
+        """Body, panel creases, rear window and headrests into the label map."""
+        c, b, r = self.clear, self.belt, self.roof
+        # Cabin (pillars and roof) first, then the lower body over its base.
+        cab = [(-self.cab_lo, b - 0.05), (-self.cab_hi, r), (self.cab_hi, r), (self.cab_lo, b - 0.05)]
+        d.polygon(self.poly(_rounded(cab, 0.12)), fill=_BODY)
+        flare = rng.uniform(0.0, 0.03)
+        lower = [(-0.96, c), (-1.0, c + 0.12), (-1.0 - flare, b - 0.2), (-0.97, b), (0.97, b), (1.0 + flare, b - 0.2),
+                 (1.0, c + 0.12), (0.96, c)]
+        d.polygon(self.poly(_rounded(lower, 0.1)), fill=_BODY)
+        for side in (-1, 1):  # door mirrors peeking out at the sides
+            m = [(1.0, b - 0.02), (1.13, b + 0.02), (1.13, b + 0.12), (0.98, b + 0.1)]
+            d.polygon(self.poly(_rounded([(side * x, y) for x, y in m], 0.03)), fill=_BODY)
+        # Creases: top of the bumper and the trunk-lid gap.
+        self.bumper_top = c + rng.uniform(0.26, 0.34)
+        d.line(self.poly([(-0.98, self.bumper_top), (0.98, self.bumper_top)]), fill=_CREASE, width=2)
+        lid = [(-0.55, b - 0.02), (-0.58, self.bumper_top + 0.05), (0.58, self.bumper_top + 0.05), (0.55, b - 0.02)]
+        if rng.random() < 0.7:
+            d.line(self.poly(lid), fill=_CREASE, width=1)
+        # Rear window (inset in the cabin) and headrests seen through it.
+        inset = rng.uniform(0.08, 0.14)
+        top = r - rng.uniform(0.06, 0.1)
+        win = [(-self.cab_lo + inset, b + 0.03), (-self.cab_hi + inset * 0.7, top),
+               (self.cab_hi - inset * 0.7, top), (self.cab_lo - inset, b + 0.03)]
+        d.polygon(self.poly(_rounded(win, 0.06)), fill=_GLASS)
+        self.window_top = top
+        if rng.random() < 0.6:
+            for hu in ((-0.38, 0.38), (-0.4, 0.0, 0.4))[int(rng.integers(2))]:
+                hr = [(hu - 0.13, b + 0.03), (hu - 0.12, b + 0.22), (hu + 0.12, b + 0.22), (hu + 0.13, b + 0.03)]
+                d.polygon(self.poly(_rounded(hr, 0.06)), fill=_INTERIOR)
+
+    def draw_details(self, d: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
+        """Flat-coloured parts: tail lights, plate, bumper trim, exhaust, badge, brake light."""
+        c, b = self.clear, self.belt
+        red = (int(rng.uniform(170, 230)), int(rng.uniform(15, 45)), int(rng.uniform(20, 50)))
+        dark_red = tuple(int(x * 0.55) for x in red)
+        inner = (235, int(rng.uniform(130, 170)), 30) if rng.random() < 0.5 else _grey(rng, 200, 235)
+        lt, lb = b - rng.uniform(0.04, 0.08), b - rng.uniform(0.24, 0.34)
+        inw = rng.uniform(0.58, 0.72)
+        style = rng.integers(3)
+        for side in (-1, 1):
+            if style == 0:  # rectangle
+                shape = [(-0.99, lt), (-inw, lt), (-inw, lb), (-0.99, lb)]
+            elif style == 1:  # wedge tapering inwards
+                shape = [(-0.99, lt), (-inw, lt), (-inw - 0.04, lt - (lt - lb) * 0.5), (-0.99, lb)]
+            else:  # tall lamp in the corner
+                shape = [(-0.99, lt), (-0.8, lt), (-0.8, lb - 0.12), (-0.99, lb - 0.12)]
+            shape = [(side * -x, y) if side > 0 else (x, y) for x, y in shape]
+            d.polygon(self.poly(_rounded(shape, 0.04)), fill=red, outline=dark_red, width=2)
+            x_in = 0.85 if style < 2 else 0.9
+            strip = [(-0.97, lb + 0.04), (-x_in, lb + 0.04), (-x_in, lb + 0.1), (-0.97, lb + 0.1)]
+            d.polygon(self.poly([(-x if side > 0 else x, y) for x, y in strip]), fill=inner)
+        if style < 2 and rng.random() < 0.25:  # light bar joining the lamps
+            d.polygon(self.poly([(-inw, lt - 0.02), (inw, lt - 0.02), (inw, lt - 0.07), (-inw, lt - 0.07)]), fill=dark_red)
+        if rng.random() < 0.5:  # high-mounted brake light
+            y = self.window_top + 0.01
+            d.polygon(self.poly([(-0.15, y), (0.15, y), (0.15, y + 0.025), (-0.15, y + 0.025)]), fill=red)
+
+        # Lower bumper trim (black plastic) with reflectors and exhaust.
+        if rng.random() < 0.6:
+            trim = _grey(rng, 30, 60)
+            d.polygon(self.poly(_rounded([(-0.95, c), (0.95, c), (0.95, c + 0.08), (-0.95, c + 0.08)], 0.03)), fill=trim)
+        if rng.random() < 0.5:
+            for side in (-1, 1):
+                d.polygon(self.poly([(side * 0.9, c + 0.12), (side * 0.72, c + 0.12), (side * 0.72, c + 0.16),
+                                     (side * 0.9, c + 0.16)]), fill=dark_red)
+        if rng.random() < 0.6:
+            eu = rng.choice([-0.55, 0.55])
+            t = np.linspace(0, 2 * np.pi, 16)
+            d.polygon(self.poly(np.c_[eu + 0.07 * np.cos(t), c + 0.01 + 0.035 * np.sin(t)]), fill=_grey(rng, 10, 30))
+
+        # Licence plate with glyph-like marks.
+        us = rng.random() < 0.35
+        pw = rng.uniform(0.34, 0.4) if us else rng.uniform(0.48, 0.56)
+        ph = pw * (0.5 if us else rng.uniform(0.21, 0.24))
+        pv = c + rng.uniform(0.1, 0.16) if rng.random() < 0.5 else self.bumper_top + rng.uniform(0.1, 0.18)
+        plate_rgb = (int(rng.uniform(225, 245)), int(rng.uniform(200, 240)), int(rng.uniform(40, 90))) \
+            if rng.random() < 0.15 else _grey(rng, 215, 245)
+        d.polygon(self.poly(_rounded([(-pw / 2, pv), (pw / 2, pv), (pw / 2, pv + ph), (-pw / 2, pv + ph)], 0.015)),
+                  fill=plate_rgb, outline=_grey(rng, 20, 60), width=1)
+        n = rng.integers(5, 8)
+        cw = pw * 0.85 / n
+        ink = (20, 20, 30) if rng.random() < 0.8 else (20, 40, 120)
+        for k in range(n):
+            x0 = -pw * 0.425 + k * cw + cw * 0.15
+            x1, y0, y1 = x0 + cw * 0.65, pv + ph * 0.22, pv + ph * 0.78
+            for seg in _glyph(rng, x0, x1, y0, y1):
+                d.line(self.poly(seg), fill=ink, width=1)
+        if rng.random() < 0.7:  # badge
+            t = np.linspace(0, 2 * np.pi, 16)
+            bv = (b + self.bumper_top) / 2 + 0.08
+            d.polygon(self.poly(np.c_[0.07 * np.cos(t), bv + 0.04 * np.sin(t)]), fill=_grey(rng, 170, 230))
+
+
+def _glyph(rng: np.random.Generator, x0: float, x1: float, y0: float, y1: float) -> list[list[tuple[float, float]]]:
+    """A random seven-segment-like character: 3-6 of its segments."""
+    ym = (y0 + y1) / 2
+    segs = [[(x0, y1), (x1, y1)], [(x0, ym), (x1, ym)], [(x0, y0), (x1, y0)], [(x0, y0), (x0, ym)],
+            [(x0, ym), (x0, y1)], [(x1, y0), (x1, ym)], [(x1, ym), (x1, y1)]]
+    return [segs[i] for i in rng.choice(7, size=rng.integers(3, 7), replace=False)]
+
+
+# ---------------------------------------------------------------- backgrounds
+
+def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
+    return tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+def _background(rng: np.random.Generator, big: int) -> Image.Image:
+    """Street, open road, car park or plain backdrop; never depends on the car's colour."""
+    horizon = int(big * rng.uniform(0.3, 0.62))
+    kind = rng.choice(4, p=[0.35, 0.25, 0.25, 0.15])
+    yy = np.linspace(0, 1, big, dtype=np.float32)[:, None, None]
+    if kind == 3:  # plain photographic backdrop
+        top = np.asarray(_hsv(rng.random(), rng.uniform(0, 0.4), rng.uniform(0.3, 0.95)), np.float32)
+        bottom = top * rng.uniform(0.6, 1.1)
+        field = top + (bottom - top) * yy
+        return Image.fromarray(np.clip(np.broadcast_to(field, (big, big, 3)), 0, 255).astype(np.uint8))
+
+    sky = rng.choice(3, p=[0.55, 0.3, 0.15])
+    top, low = [((70, 120, 200), (170, 200, 235)), ((150, 155, 165), (205, 208, 212)),
+                ((70, 80, 140), (240, 170, 120))][sky]
+    top = np.asarray(top, np.float32) * rng.uniform(0.85, 1.1)
+    low = np.asarray(low, np.float32) * rng.uniform(0.85, 1.1)
+    field = top + (low - top) * np.clip(yy * big / max(horizon, 1), 0, 1)
+    img = Image.fromarray(np.clip(np.broadcast_to(field, (big, big, 3)), 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+
+    if kind == 0:  # buildings with windows
+        x = -rng.uniform(0, big * 0.2)
+        while x < big:
+            w = big * rng.uniform(0.15, 0.4)
+            h = big * rng.uniform(0.15, 0.55)
+            col = _hsv(rng.random(), rng.uniform(0, 0.6), rng.uniform(0.35, 0.9))
+            d.rectangle([x, horizon - h, x + w, horizon], fill=col)
+            win = tuple(int(c * rng.uniform(0.4, 0.7)) for c in col)
+            step = big * rng.uniform(0.04, 0.07)
+            for wy in np.arange(horizon - h + step * 0.5, horizon - step, step):
+                for wx in np.arange(x + step * 0.4, x + w - step * 0.6, step):
+                    d.rectangle([wx, wy, wx + step * 0.5, wy + step * 0.55], fill=win)
+            x += w + big * rng.uniform(-0.02, 0.05)
+    elif kind == 1:  # hills and trees
+        col = _hsv(rng.uniform(0.18, 0.35), rng.uniform(0.3, 0.7), rng.uniform(0.25, 0.6))
+        xs = np.linspace(0, big, 12)
+        hill = horizon - big * (0.05 + 0.08 * np.abs(np.sin(xs / big * rng.uniform(2, 6) + rng.uniform(0, 6))))
+        d.polygon([(0, horizon)] + list(zip(xs, hill)) + [(big, horizon)], fill=col)
+        for _ in range(rng.integers(0, 6)):
+            tx, r = rng.uniform(0, big), big * rng.uniform(0.03, 0.08)
+            tcol = _hsv(rng.uniform(0.2, 0.38), rng.uniform(0.4, 0.8), rng.uniform(0.2, 0.5))
+            d.ellipse([tx - r, horizon - 2.6 * r, tx + r, horizon - 0.6 * r], fill=tcol)
+            d.rectangle([tx - r * 0.15, horizon - r, tx + r * 0.15, horizon], fill=(70, 50, 35))
+    else:  # car park / garage wall
+        col = _hsv(rng.random(), rng.uniform(0, 0.35), rng.uniform(0.4, 0.9))
+        top_wall = horizon - big * rng.uniform(0.2, 0.6)
+        d.rectangle([0, top_wall, big, horizon], fill=col)
+        if rng.random() < 0.5:
+            stripe = _hsv(rng.random(), rng.uniform(0.3, 0.9), rng.uniform(0.4, 0.9))
+            sy = horizon - big * rng.uniform(0.05, 0.15)
+            d.rectangle([0, sy, big, sy + big * 0.03], fill=stripe)
+
+    # Ground: asphalt or concrete with markings towards a vanishing point.
+    ground = _grey(rng, 60, 140) if rng.random() < 0.8 else _hsv(rng.uniform(0.05, 0.12), 0.2, rng.uniform(0.4, 0.6))
+    d.rectangle([0, horizon, big, big], fill=ground)
+    vx = big * rng.uniform(0.2, 0.8)
+    mark = (230, 230, 225) if rng.random() < 0.7 else (225, 185, 50)
+    for lane in rng.uniform(-1.5, 1.5, size=rng.integers(0, 3)):
+        bx = vx + lane * big
+        d.polygon([(vx, horizon), (bx - big * 0.02, big), (bx + big * 0.02, big)], fill=mark)
+        d.polygon([(vx, horizon), (bx - big * 0.012, big), (bx + big * 0.012, big)], fill=ground) \
+            if rng.random() < 0.3 else None
+    return img

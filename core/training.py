@@ -1,0 +1,188 @@
+"""Train a run end to end: data, backbone, head (on cached features when frozen), optional fine-tuning,
+evaluation on the test split, and the run folder with everything needed to re-check every figure."""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from dataclasses import replace
+
+import numpy as np
+
+from . import registry
+from .backbones import build_backbone, get_backbone
+from .config import TrainConfig
+from .data import PreparedData, prepare
+from .errors import LabError
+from .features import cached_features
+from .metrics import classification_metrics
+from .model import assemble, feature_extractor, head_layers, head_model, pooling_layer, set_trainable_from
+from .pipeline import feature_dataset, image_dataset, predict_images
+from .progress import Progress, ProgressEvent, keras_callback, silent
+from .runs import new_run_id, run_dir, save_keras, write_json
+
+
+def _optimizer(name: str, lr: float, decay: float | None, steps_per_epoch: int):
+    from .tfenv import keras
+    rate = keras.optimizers.schedules.ExponentialDecay(lr, max(steps_per_epoch, 1), decay) if decay else lr
+    return {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+            "rmsprop": keras.optimizers.RMSprop}[name](learning_rate=rate)
+
+
+def _callbacks(cfg: TrainConfig, progress: Progress, stage: str, epochs: int, offset: int, has_val: bool) -> list:
+    from .tfenv import keras
+    cbs = [keras_callback(progress, stage, epochs, offset)]
+    es = cfg.early_stopping
+    if es is not None:
+        monitor = es.monitor if has_val or not es.monitor.startswith("val_") else es.monitor[4:]
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=es.patience, min_delta=es.min_delta,
+                                                 start_from_epoch=es.start_epoch,
+                                                 restore_best_weights=es.restore_best, verbose=0))
+    return cbs
+
+
+def _history(h, stage: str, offset: int) -> list[dict]:
+    n = len(next(iter(h.history.values()), []))
+    return [{"epoch": offset + i + 1, "stage": stage,
+             **{k: float(v[i]) for k, v in h.history.items() if k != "lr"}} for i in range(n)]
+
+
+def _fit_head(cfg, progress, data: PreparedData, features: np.ndarray, layers: list) -> list[dict]:
+    """Train the head on cached features: epochs cost a few milliseconds instead of a backbone pass."""
+    head = head_model(features.shape[1], layers)
+    tr = data.index["train"]
+    steps = int(np.ceil(len(tr) / cfg.batch_size))
+    head.compile(_optimizer(cfg.optimizer, cfg.learning_rate, cfg.lr_decay, steps),
+                 "sparse_categorical_crossentropy", ["accuracy"])
+    va = data.index["val"]
+    val = feature_dataset(features[va], data.labels[va], 256, False, cfg.seed) if len(va) else None
+    h = head.fit(feature_dataset(features[tr], data.labels[tr], cfg.batch_size, True, cfg.seed), epochs=cfg.epochs,
+                 validation_data=val, verbose=0,
+                 callbacks=_callbacks(cfg, progress, "head", cfg.epochs, 0, val is not None))
+    return _history(h, "head", 0)
+
+
+def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: int, lr: float, offset: int) -> list[dict]:
+    """Train the full model on images (fine-tuning, augmentation, or end-to-end training)."""
+    tr, va = data.index["train"], data.index["val"]
+    steps = int(np.ceil(len(tr) / cfg.batch_size))
+    model.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy", ["accuracy"])
+    train_ds = image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed + offset,
+                             cfg.augment)
+    val = image_dataset(cfg.backbone, data.images[va], data.labels[va], 64) if len(va) else None
+    h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
+                  callbacks=_callbacks(cfg, progress, stage, epochs, offset, val is not None))
+    return _history(h, stage, offset)
+
+
+def _resolve_fine_tune_at(at: int | None, backbone_layers: int) -> int | None:
+    if at is None:
+        return None
+    idx = backbone_layers + at if at < 0 else at
+    if not 0 <= idx < backbone_layers:
+        raise LabError(f"fine-tune-at {at} is outside the backbone's {backbone_layers} layers "
+                       f"(use 0..{backbone_layers - 1}, or -K for the top K layers)")
+    return idx
+
+
+def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = None) -> dict:
+    """Train and evaluate one run; return its summary. Failures mark the run failed and re-raise."""
+    from .tfenv import keras
+    t_start = time.perf_counter()
+    spec = get_backbone(cfg.backbone)
+    cfg = replace(cfg, image_size=cfg.image_size or spec.default_size)
+    run_id = run_id or new_run_id()
+    folder = run_dir(run_id, create=True)
+    registry.upsert_run(run_id, {"config": cfg.to_dict()}, status="running", dataset=cfg.dataset,
+                        backbone=cfg.backbone, mode=cfg.mode, image_size=cfg.image_size, preset=cfg.preset)
+    timings: dict[str, float] = {}
+    try:
+        keras.utils.set_random_seed(cfg.seed)
+        t = time.perf_counter()
+        progress(ProgressEvent("data", f"loading {cfg.dataset} at {cfg.image_size} px"))
+        data = prepare(cfg.dataset, cfg.image_size, cfg.seed, cfg.split)
+        timings["data"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        progress(ProgressEvent("backbone", f"building {spec.title}"))
+        backbone, weights = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
+        timings["backbone"] = time.perf_counter() - t
+        frozen_random = weights == "random" and cfg.mode == "feature-extraction" and not cfg.fine_tune_epochs
+        warnings = [f"{spec.title} has RANDOM weights here: a frozen random backbone learns nothing useful"] \
+            if frozen_random else []
+        for w in warnings:
+            print(f"WARNING: {w}", file=sys.stderr)
+        registry.upsert_run(run_id, weights=weights)
+
+        pool = pooling_layer(cfg.head, len(backbone.output_shape))
+        layers = head_layers(cfg.head, len(data.class_names))
+        n_backbone = len(backbone.layers)
+        history: list[dict] = []
+        use_cache = cfg.mode == "feature-extraction" and not cfg.augment.active
+        features_cached = None
+        if use_cache:
+            t = time.perf_counter()
+            progress(ProgressEvent("features", f"computing {spec.title} features for {len(data.images)} images"))
+            extractor = feature_extractor(backbone, pool)
+            features, features_cached = cached_features(extractor, data, cfg.backbone, weights, cfg.head.pooling)
+            timings["features"] = time.perf_counter() - t
+            t = time.perf_counter()
+            history += _fit_head(cfg, progress, data, features, layers)
+            timings["head"] = time.perf_counter() - t
+            model = assemble(backbone, pool, layers)
+        else:
+            model = assemble(backbone, pool, layers)
+            set_trainable_from(model, n_backbone, 0 if cfg.mode == "full" else None)
+            t = time.perf_counter()
+            history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)
+            timings["train"] = time.perf_counter() - t
+
+        fine_tune_start = None
+        if cfg.fine_tune_epochs:
+            at = _resolve_fine_tune_at(cfg.fine_tune_at, n_backbone)
+            n_trainable = set_trainable_from(model, n_backbone, at)
+            fine_tune_start = len(history)
+            t = time.perf_counter()
+            progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n_trainable} trainable layers)"))
+            history += _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
+                                   cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
+            timings["fine_tune"] = time.perf_counter() - t
+        for layer in model.layers:
+            layer.trainable = True
+
+        t = time.perf_counter()
+        progress(ProgressEvent("evaluate", f"evaluating on {len(data.index['test'])} test images"))
+        x_test, y_test, ids_test = data.x("test"), data.y("test"), data.split_ids("test")
+        probs = predict_images(model, cfg.backbone, x_test)
+        metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
+        timings["evaluate"] = time.perf_counter() - t
+
+        progress(ProgressEvent("save", "saving the model and results"))
+        save_keras(model, folder / "model.keras")
+        write_json(folder / "class_names.json", data.class_names)
+        write_json(folder / "config.json", cfg.to_dict())
+        write_json(folder / "history.json", {"epochs": history, "fine_tune_start_epoch": fine_tune_start})
+        write_json(folder / "predictions.json", {"split": "test", "ids": ids_test, "indices": data.index["test"],
+                                                 "y_true": y_test, "probs": probs.round(6)})
+        write_json(folder / "metrics.json", metrics)
+        summary = {
+            "run_id": run_id, "status": "done", "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
+            "macro_f1": metrics["macro_f1"], "weights": weights, "train_seconds": round(time.perf_counter() - t_start, 2),
+            "num_train": len(data.index["train"]), "num_val": len(data.index["val"]), "num_test": metrics["num"],
+            "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
+            "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
+            "features_cached": features_cached, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
+            "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
+            "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,
+        }
+        write_json(folder / "run.json", summary)
+        registry.upsert_run(run_id, summary, status="done", weights=weights, test_accuracy=metrics["accuracy"],
+                            macro_f1=metrics["macro_f1"], train_seconds=summary["train_seconds"])
+        progress(ProgressEvent("done", f"test accuracy {metrics['accuracy']:.4f}", metrics={"test_accuracy": metrics["accuracy"]}))
+        return summary
+    except BaseException as e:
+        msg = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+        status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
+        write_json(folder / "error.json", {"error": msg, "traceback": traceback.format_exc()})
+        registry.upsert_run(run_id, {"error": msg}, status=status, error=msg)
+        raise
