@@ -8,15 +8,18 @@ from typing import Callable
 
 from .errors import LabError
 
-COMMANDS: dict[str, Callable] = {}
+COMMANDS: dict[str, tuple[Callable, str, Callable | None]] = {}   # name -> (run, help, add_arguments)
 
 
-def command(fn: Callable) -> Callable:
-    COMMANDS[fn.__name__.rstrip("_").replace("_", "-")] = fn
-    return fn
+def command(help: str, arguments: Callable[[argparse.ArgumentParser], None] | None = None):
+    """Register `fn(args)` as a sub-command named after it (underscores become dashes)."""
+    def deco(fn: Callable) -> Callable:
+        COMMANDS[fn.__name__.rstrip("_").replace("_", "-")] = (fn, help, arguments)
+        return fn
+    return deco
 
 
-def _emit(obj, as_json: bool, text: Callable[[object], str]) -> None:
+def emit(obj, as_json: bool, text: Callable[[object], str]) -> None:
     from .runs import dumps
     print(dumps(obj) if as_json else text(obj), flush=True)
 
@@ -30,15 +33,15 @@ def _print_progress(ev) -> None:
     print("  ".join(parts), file=sys.stderr, flush=True)
 
 
-@command
+@command("list datasets and whether they are available here")
 def datasets(args) -> None:
     from .datasets import DATASETS
     rows = [s.info() for s in DATASETS.values()]
-    _emit(rows, args.json, lambda r: "\n".join(
+    emit(rows, args.json, lambda r: "\n".join(
         f"{d['name']:26s} {'yes' if d['available'] else 'no ':3s}  {d['title']}  ({d['availability']})" for d in r))
 
 
-@command
+@command("list backbones and where their weights come from")
 def backbones(args) -> None:
     from .backbones import BACKBONES, weights_status
     rows = []
@@ -46,7 +49,7 @@ def backbones(args) -> None:
         src, why = weights_status(s.name)
         rows.append({"name": s.name, "title": s.title, "default_size": s.default_size, "available": True,
                      "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"), "note": s.note})
-    _emit(rows, args.json, lambda r: "\n".join(f"{d['name']:22s} {d['default_size']:4d}px  {d['weights']}" for d in r))
+    emit(rows, args.json, lambda r: "\n".join(f"{d['name']:22s} {d['default_size']:4d}px  {d['weights']}" for d in r))
 
 
 def config_from_args(args):
@@ -65,7 +68,7 @@ def config_from_args(args):
         split=tuple(args.split) if args.split else None, name=args.name)
 
 
-@command
+@command("train and evaluate a run", lambda p: add_train_args(p))
 def train(args) -> None:
     from .training import train as run_training
     cfg = config_from_args(args)
@@ -73,21 +76,21 @@ def train(args) -> None:
     keys = ("run_id", "status", "test_accuracy", "macro_f1", "weights", "train_seconds", "num_train", "num_val",
             "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "warnings")
     out = {k: summary[k] for k in keys}
-    _emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
+    emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
 
 
-@command
+@command("list runs")
 def runs(args) -> None:
     from . import registry
     rows = [{k: r[k] for k in ("id", "status", "dataset", "backbone", "mode", "weights", "test_accuracy",
                                "train_seconds", "preset")} | {"created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))}
             for r in registry.list_runs()]
-    _emit(rows, args.json, lambda r: "\n".join(
+    emit(rows, args.json, lambda r: "\n".join(
         f"{d['id']}  {d['status']:9s} {d['dataset'] or '':12.12s} {d['backbone'] or '':14s} "
         f"{'' if d['test_accuracy'] is None else format(d['test_accuracy'], '.4f')}" for d in r) or "no runs yet")
 
 
-@command
+@command("show one run", lambda p: p.add_argument("run_id"))
 def show(args) -> None:
     from . import registry
     from .runs import check_run_id, read_json, run_dir
@@ -102,10 +105,10 @@ def show(args) -> None:
     if out.get("metrics"):
         out["metrics"] = {k: v for k, v in out["metrics"].items() if k != "misclassified"} | {
             "num_misclassified": len(out["metrics"]["misclassified"])}
-    _emit(out, args.json, lambda o: "\n".join(f"{k}: {v}" for k, v in (o["run"] or {}).items()))
+    emit(out, args.json, lambda o: "\n".join(f"{k}: {v}" for k, v in (o["run"] or {}).items()))
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
+def add_train_args(p: argparse.ArgumentParser) -> None:
     from .backbones import BACKBONES, DEFAULT_BACKBONE
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="shapes", help="registry name (see `datasets`), a class folder, or a .zip")
@@ -145,29 +148,29 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m core", description="Green Transfer Learning Lab")
     sp = ap.add_subparsers(dest="command", required=True)
-    helps = {"datasets": "list datasets and whether they are available here",
-             "backbones": "list backbones and where their weights come from",
-             "train": "train and evaluate a run", "runs": "list runs", "show": "show one run"}
-    for name in COMMANDS:
-        p = sp.add_parser(name, help=helps.get(name, COMMANDS[name].__doc__))
+    for name, (_, help_, arguments) in COMMANDS.items():
+        p = sp.add_parser(name, help=help_, description=help_)
         p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-        if name == "train":
-            _add_train_args(p)
-        if name == "show":
-            p.add_argument("run_id")
-        extra = EXTRA_ARGS.get(name)
-        if extra:
-            extra(p)
+        if arguments:
+            arguments(p)
     return ap
 
 
-EXTRA_ARGS: dict[str, Callable[[argparse.ArgumentParser], None]] = {}
+def _load_command_modules() -> None:
+    """Modules that register more sub-commands when imported."""
+    import importlib
+    for mod in COMMAND_MODULES:
+        importlib.import_module(mod)
+
+
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
+    _load_command_modules()
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command](args)
+        COMMANDS[args.command][0](args)
         return 0
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
