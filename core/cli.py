@@ -61,7 +61,7 @@ def config_from_args(args):
                            not args.es_no_restore)
     return TrainConfig(
         dataset=args.dataset, backbone=args.backbone, image_size=args.image_size, weights=args.weights,
-        head=HeadConfig(args.pooling, args.dense, args.dropout), mode=args.mode, epochs=args.epochs,
+        head=HeadConfig(args.pooling, args.dense, args.dropout, batch_norm=not args.no_head_norm), mode=args.mode, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, lr_decay=args.lr_decay,
         early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
@@ -121,6 +121,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--pooling", default="avg", choices=["avg", "max", "flatten"])
     g.add_argument("--dense", type=int, nargs="*", default=[], help="hidden layer sizes, e.g. --dense 128 64 32")
     g.add_argument("--dropout", type=float, default=0.2)
+    g.add_argument("--no-head-norm", action="store_true", help="no BatchNormalization of the pooled features")
     g = p.add_argument_group("training")
     g.add_argument("--mode", default="feature-extraction", choices=["feature-extraction", "full"])
     g.add_argument("--epochs", type=int, default=10)
@@ -163,7 +164,7 @@ def _load_command_modules() -> None:
         importlib.import_module(mod)
 
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("core.jobs",)
 
 
 def main(argv: list[str] | None = None) -> int:

