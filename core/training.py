@@ -180,7 +180,16 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         t = time.perf_counter()
         progress(ProgressEvent("evaluate", f"evaluating on {len(data.index['test'])} test images"))
         x_test, y_test, ids_test = data.x("test"), data.y("test"), data.split_ids("test")
-        probs = predict_images(model, cfg.backbone, x_test)
+        if use_cache and not cfg.fine_tune_epochs:
+            # The backbone is unchanged since its features were cached: evaluate the head on them, after
+            # checking on real images that the assembled model gives the same outputs.
+            probs = head_model(features.shape[1], layers).predict(features[data.index["test"]], verbose=0)
+            check = predict_images(model, cfg.backbone, x_test[:32])
+            gap = float(np.abs(check - probs[:32]).max()) if len(check) else 0.0
+            if gap > 1e-3:
+                raise RuntimeError(f"assembled model disagrees with head-on-features by {gap:.2e}")
+        else:
+            probs = predict_images(model, cfg.backbone, x_test)
         metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
         timings["evaluate"] = time.perf_counter() - t
 

@@ -1,0 +1,181 @@
+"""How fast and how small, against the naive way, measured side by side in one process.
+
+1. Feature-extraction training: the lab (cached features + head) against a plain frozen `fit` of the same
+   model for the same epochs on the same data and seed, and the floor (one backbone pass over train + val).
+2. Scaling: training wall time as the dataset grows and as the input grows.
+3. Inference and 4. evaluation speed: every variant of one run, through the lab's one evaluator.
+Writes bench/results/latest.json and bench/results/latest.md.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REPO = RESULTS.parent.parent
+
+
+def _isolated_home() -> Path:
+    """A throw-away LAB_HOME sharing only the downloaded packages and converted weights (caches start cold)."""
+    home = Path(tempfile.mkdtemp(prefix="lab-bench-"))
+    for name in ("packages", "weights"):
+        shared = REPO / "artifacts" / name
+        shared.mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to(shared, target_is_directory=True)
+    os.environ["LAB_HOME"] = str(home)
+    return home
+
+
+def _clear_feature_cache() -> None:
+    from core.paths import cache_dir
+    shutil.rmtree(cache_dir() / "features", ignore_errors=True)
+
+
+def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
+    """Lab vs plain frozen fit vs one-pass floor, medians over `repeats`."""
+    from core.backbones import build_backbone
+    from core.config import TrainConfig
+    from core.data import prepare
+    from core.metrics import classification_metrics
+    from core.model import HeadConfig, assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
+    from core.pipeline import image_dataset, predict_images
+    from core.tfenv import keras
+    from core.training import train
+
+    cfg = TrainConfig(dataset="shapes", image_size=size, epochs=epochs, seed=0)
+    data = prepare(cfg.dataset, size, cfg.seed)  # decoding is shared by all three; not timed
+    lab_t, plain_t, floor_t, lab_acc, plain_acc = [], [], [], [], []
+    for _ in range(repeats):
+        _clear_feature_cache()
+        t = time.perf_counter()
+        s = train(cfg)
+        lab_t.append(s["timings"].get("features", 0) + s["timings"]["head"])
+        lab_acc.append(s["test_accuracy"])
+
+        keras.utils.set_random_seed(cfg.seed)
+        backbone, _ = build_backbone(cfg.backbone, size)
+        head = HeadConfig()
+        pool = pooling_layer(head, len(backbone.output_shape))
+        model = assemble(backbone, pool, head_layers(head, len(data.class_names)))
+        set_trainable_from(model, len(backbone.layers), None)
+        model.compile(keras.optimizers.Adam(cfg.learning_rate), "sparse_categorical_crossentropy", ["accuracy"])
+        tr, va = data.index["train"], data.index["val"]
+        t = time.perf_counter()
+        model.fit(image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed),
+                  validation_data=image_dataset(cfg.backbone, data.images[va], data.labels[va], 64),
+                  epochs=epochs, verbose=0)
+        plain_t.append(time.perf_counter() - t)
+        probs = predict_images(model, cfg.backbone, data.x("test"))
+        plain_acc.append(classification_metrics(data.y("test"), probs, data.class_names)["accuracy"])
+
+        extractor = feature_extractor(backbone, pool)
+        predict_images(extractor, cfg.backbone, data.images[:64])  # trace once, as the lab's first batch does
+        t = time.perf_counter()
+        predict_images(extractor, cfg.backbone, data.images[tr])
+        predict_images(extractor, cfg.backbone, data.images[va])
+        floor_t.append(time.perf_counter() - t)
+    med = statistics.median
+    return {"fe_images": int(len(data.index["train"]) + len(data.index["val"])), "fe_image_size": size,
+            "fe_epochs": epochs, "fe_repeats": repeats,
+            "fe_lab_seconds": med(lab_t), "fe_plain_seconds": med(plain_t), "fe_floor_seconds": med(floor_t),
+            "fe_speedup": med(plain_t) / med(lab_t), "fe_floor_multiple": med(lab_t) / med(floor_t),
+            "fe_accuracy_lab": med(lab_acc), "fe_accuracy_plain": med(plain_acc)}
+
+
+def bench_scaling(counts: list[int], sizes: list[int], epochs: int) -> dict:
+    """Wall time of a whole cold `train` (features computed from scratch) as data and input grow."""
+    from core.config import TrainConfig
+    from core.datasets import DatasetSpec, register
+    from core.datasets.builtin import load_shapes
+    from core.training import train
+
+    def timed(dataset: str, size: int) -> dict:
+        _clear_feature_cache()
+        t = time.perf_counter()
+        s = train(TrainConfig(dataset=dataset, image_size=size, epochs=epochs))
+        return {"seconds": round(time.perf_counter() - t, 2), "test_accuracy": s["test_accuracy"],
+                "timings": s["timings"]}
+
+    by_count = []
+    for n in counts:
+        name = f"shapes_{n}"
+        register(DatasetSpec(name=name, title=name, description="bench", class_names=("circle", "square", "triangle"),
+                             load=lambda n=n: load_shapes(n_per_class=n // 3)))
+        by_count.append({"images": n, **timed(name, 96)})
+    by_size = [{"image_size": s, **timed("shapes", s)} for s in sizes]
+    return {"scaling_images": by_count, "scaling_size": by_size}
+
+
+def bench_variants(size: int, techniques: list[str] | None) -> dict:
+    from core.compression import compress
+    from core.config import TrainConfig
+    from core.training import train
+    run = train(TrainConfig(dataset="shapes", image_size=size, epochs=10))
+    t = time.perf_counter()
+    out = compress(run["run_id"], techniques)
+    keys = ("name", "technique", "test_accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
+            "throughput_ips", "eval_images_per_s", "agreement", "sparsity")
+    return {"variants_run_id": run["run_id"], "compress_seconds": round(time.perf_counter() - t, 1),
+            "variants": [{k: v.get(k) for k in keys} for v in out["variants"]]}
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            **{p: version(p) for p in ("tensorflow", "tf_keras", "tensorflow-model-optimization", "ai-edge-litert")}}
+
+
+def markdown(r: dict) -> str:
+    f = lambda x, d=2: "-" if x is None else (f"{x:.{d}f}" if isinstance(x, float) else str(x))  # noqa: E731
+    lines = [f"Benchmark ({r['mode']}, {r['machine']['cpus']} CPUs, TF {r['machine']['tensorflow']}, "
+             f"{r['date']}, total {r['total_seconds']:.0f} s)", "",
+             f"**Feature-extraction training**, shapes, {r['fe_images']} train+val images at {r['fe_image_size']} px, "
+             f"{r['fe_epochs']} epochs, median of {r['fe_repeats']}:", "",
+             "| | seconds | test accuracy |", "|---|---|---|",
+             f"| plain frozen `fit` | {f(r['fe_plain_seconds'])} | {f(r['fe_accuracy_plain'], 4)} |",
+             f"| lab (cached features + head) | {f(r['fe_lab_seconds'])} | {f(r['fe_accuracy_lab'], 4)} |",
+             f"| floor (one backbone pass) | {f(r['fe_floor_seconds'])} | |", "",
+             f"Speed-up **{r['fe_speedup']:.1f}x**; lab time = **{r['fe_floor_multiple']:.2f}x** the one-pass floor.", "",
+             "**Scaling** (whole cold `train`, 10 epochs): " + ", ".join(
+                 f"{x['images']} images {x['seconds']} s" for x in r["scaling_images"]) + "; " + ", ".join(
+                 f"{x['image_size']} px {x['seconds']} s" for x in r["scaling_size"]), ""]
+    if r.get("variants"):
+        lines += [f"**Variants** of one shapes run at 96 px (compression took {r['compress_seconds']} s):", "",
+                  "| variant | accuracy | size KB | gzip KB | p50 ms | p95 ms | batch img/s | eval img/s | agreement | sparsity |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for v in r["variants"]:
+            lines.append(f"| {v['name']} | {f(v['test_accuracy'], 4)} | {f(v['size_bytes'] / 1024, 0)} | "
+                         f"{f(v['gzip_bytes'] / 1024, 0)} | {f(v['latency_ms_p50'])} | {f(v['latency_ms_p95'])} | "
+                         f"{f(v.get('throughput_ips'), 0)} | {f(v.get('eval_images_per_s'), 0)} | "
+                         f"{f(v.get('agreement'), 3)} | {f(v.get('sparsity'), 3)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats and sizes (under 10 minutes on 2 cores)")
+    ap.add_argument("--skip-variants", action="store_true", help="skip compression and variant measurement")
+    args = ap.parse_args(argv)
+    _isolated_home()
+    t0 = time.perf_counter()
+    quick = args.quick
+    r: dict = {"mode": "quick" if quick else "full", "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machine()}
+    r |= bench_feature_extraction(96, 10, 3 if quick else 5)
+    r |= bench_scaling([300, 1000] if quick else [300, 1000, 3000, 10000],
+                       [96, 128] if quick else [96, 128, 160, 224], 10)
+    if not args.skip_variants:
+        r |= bench_variants(96, None)
+    r["total_seconds"] = time.perf_counter() - t0
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    from core.runs import dumps
+    (RESULTS / "latest.json").write_text(dumps(r, indent=1))
+    (RESULTS / "latest.md").write_text(markdown(r))
+    print(markdown(r))
+    shutil.rmtree(os.environ["LAB_HOME"], ignore_errors=True)
+    return 0
