@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -13,6 +14,7 @@ from . import registry
 from .backbones import build_backbone, get_backbone
 from .config import TrainConfig
 from .data import PreparedData, prepare
+from .energy import Energy, meter, total
 from .errors import LabError
 from .features import cached_features
 from .metrics import classification_metrics
@@ -122,17 +124,25 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
     registry.upsert_run(run_id, {"config": cfg.to_dict()}, status="running", dataset=cfg.dataset,
                         backbone=cfg.backbone, mode=cfg.mode, image_size=cfg.image_size, preset=cfg.preset)
     timings: dict[str, float] = {}
+    energies: dict[str, Energy] = {}
+
+    @contextmanager
+    def stage(name: str):
+        """Time a stage and measure (or estimate) its energy."""
+        with meter() as m:
+            t = time.perf_counter()
+            yield
+        timings[name] = time.perf_counter() - t
+        energies[name] = m["energy"]
+
     try:
         keras.utils.set_random_seed(cfg.seed)
-        t = time.perf_counter()
         progress(ProgressEvent("data", f"loading {cfg.dataset} at {cfg.image_size} px"))
-        data = prepare(cfg.dataset, cfg.image_size, cfg.seed, cfg.split)
-        timings["data"] = time.perf_counter() - t
-
-        t = time.perf_counter()
+        with stage("data"):
+            data = prepare(cfg.dataset, cfg.image_size, cfg.seed, cfg.split)
         progress(ProgressEvent("backbone", f"building {spec.title}"))
-        backbone, weights = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
-        timings["backbone"] = time.perf_counter() - t
+        with stage("backbone"):
+            backbone, weights = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
         frozen_random = weights == "random" and cfg.mode == "feature-extraction" and not cfg.fine_tune_epochs
         warnings = [f"{spec.title} has RANDOM weights here: a frozen random backbone learns nothing useful"] \
             if frozen_random else []
@@ -147,51 +157,46 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         use_cache = cfg.mode == "feature-extraction" and not cfg.augment.active
         features_cached = None
         if use_cache:
-            t = time.perf_counter()
             progress(ProgressEvent("features", f"computing {spec.title} features for {len(data.images)} images"))
-            extractor = feature_extractor(backbone, pool)
-            features, features_cached = cached_features(extractor, data, cfg.backbone, weights, cfg.head.pooling)
-            timings["features"] = time.perf_counter() - t
-            t = time.perf_counter()
-            history += _fit_head(cfg, progress, data, features, layers)
-            timings["head"] = time.perf_counter() - t
+            with stage("features"):
+                extractor = feature_extractor(backbone, pool)
+                features, features_cached = cached_features(extractor, data, cfg.backbone, weights, cfg.head.pooling)
+            with stage("head"):
+                history += _fit_head(cfg, progress, data, features, layers)
             model = assemble(backbone, pool, layers)
         else:
             model = assemble(backbone, pool, layers)
             set_trainable_from(model, n_backbone, 0 if cfg.mode == "full" else None)
-            t = time.perf_counter()
-            history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
-            timings["train"] = time.perf_counter() - t
+            with stage("train"):
+                history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
 
         fine_tune_start = kept_epoch = None
         if cfg.fine_tune_epochs:
             at = _resolve_fine_tune_at(cfg.fine_tune_at, n_backbone)
             n_trainable = set_trainable_from(model, n_backbone, at)
             fine_tune_start = len(history)
-            t = time.perf_counter()
             progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n_trainable} trainable layers)"))
-            ft_history, kept_epoch = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
-                                                 cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
+            with stage("fine_tune"):
+                ft_history, kept_epoch = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
+                                                     cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
             history += ft_history
-            timings["fine_tune"] = time.perf_counter() - t
         for layer in model.layers:
             layer.trainable = True
 
-        t = time.perf_counter()
         progress(ProgressEvent("evaluate", f"evaluating on {len(data.index['test'])} test images"))
-        x_test, y_test, ids_test = data.x("test"), data.y("test"), data.split_ids("test")
-        if use_cache and not cfg.fine_tune_epochs:
-            # The backbone is unchanged since its features were cached: evaluate the head on them, after
-            # checking on real images that the assembled model gives the same outputs.
-            probs = head_model(features.shape[1], layers).predict(features[data.index["test"]], verbose=0)
-            check = predict_images(model, cfg.backbone, x_test[:32])
-            gap = float(np.abs(check - probs[:32]).max()) if len(check) else 0.0
-            if gap > 1e-3:
-                raise RuntimeError(f"assembled model disagrees with head-on-features by {gap:.2e}")
-        else:
-            probs = predict_images(model, cfg.backbone, x_test)
-        metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
-        timings["evaluate"] = time.perf_counter() - t
+        with stage("evaluate"):
+            x_test, y_test, ids_test = data.x("test"), data.y("test"), data.split_ids("test")
+            if use_cache and not cfg.fine_tune_epochs:
+                # The backbone is unchanged since its features were cached: evaluate the head on them, after
+                # checking on real images that the assembled model gives the same outputs.
+                probs = head_model(features.shape[1], layers).predict(features[data.index["test"]], verbose=0)
+                check = predict_images(model, cfg.backbone, x_test[:32])
+                gap = float(np.abs(check - probs[:32]).max()) if len(check) else 0.0
+                if gap > 1e-3:
+                    raise RuntimeError(f"assembled model disagrees with head-on-features by {gap:.2e}")
+            else:
+                probs = predict_images(model, cfg.backbone, x_test)
+            metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
 
         progress(ProgressEvent("save", "saving the model and results"))
         save_keras(model, folder / "model.keras")
@@ -210,6 +215,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
             "features_cached": features_cached, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
+            "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
+                       "total": total(list(energies.values())).to_dict()},
             "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,
         }
         write_json(folder / "run.json", summary)

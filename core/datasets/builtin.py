@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
 from pathlib import Path
 
@@ -16,10 +17,25 @@ SHAPES_PER_CLASS = 300
 SHAPES_SIZE = 128
 
 
+def generated(key: str, make) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) from `make()`, cached on disk under `key` so a generated set is drawn only once."""
+    path = cache_dir() / "generated" / f"{key}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            return z["images"], z["labels"]
+    images, labels = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, images=images, labels=labels)
+    os.replace(tmp, path)
+    return images, labels
+
+
 def load_shapes(seed: int = 0, n_per_class: int = SHAPES_PER_CLASS) -> Samples:
     """Generated hand-drawn-style circles, squares and triangles, deterministic for a seed."""
     from ..synth import shapes
-    images, labels = shapes.generate(n_per_class, SHAPES_SIZE, seed)
+    images, labels = generated(f"shapes-v1-{seed}-{n_per_class}-{SHAPES_SIZE}",
+                               lambda: shapes.generate(n_per_class, SHAPES_SIZE, seed))
     return Samples(class_names=list(shapes.CLASS_NAMES), labels=labels, images=images,
                    ids=[f"shapes #{i}" for i in range(len(labels))],
                    source=f"generated (seed {seed}, {n_per_class} per class)",
