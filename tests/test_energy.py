@@ -1,0 +1,53 @@
+"""Energy figures: measured where RAPL is readable, otherwise estimated from CPU time, always labelled."""
+import socket
+
+import pytest
+
+from core import energy
+
+
+def _burn(n: int) -> int:
+    return sum(i * i for i in range(n))
+
+
+def test_meter_estimates_from_cpu_time_and_says_so(monkeypatch):
+    monkeypatch.setattr(energy, "RAPL", energy.Path("/nonexistent"))
+    monkeypatch.setenv("LAB_CPU_WATTS_PER_CORE", "12")
+    with energy.meter() as small:
+        _burn(200_000)
+    with energy.meter() as big:
+        _burn(2_000_000)
+    a, b = small["energy"], big["energy"]
+    assert a.method.startswith("estimated") and "12 W" in a.method
+    assert a.joules == pytest.approx(a.cpu_seconds * 12) and b.joules == pytest.approx(b.cpu_seconds * 12)
+    assert b.joules > 3 * a.joules  # ten times the work costs clearly more energy
+
+
+def test_carbon_uses_the_chosen_region_without_network(monkeypatch):
+    def no_network(*a, **k):
+        raise AssertionError("energy code reached for the network")
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setenv("LAB_CARBON_REGION", "FR")
+    fr = energy.estimate(3600, 3600).to_dict()  # 1 CPU-hour at 10 W = 0.01 kWh
+    monkeypatch.setenv("LAB_CARBON_REGION", "PL")
+    pl = energy.estimate(3600, 3600).to_dict()
+    assert fr["kwh"] == pytest.approx(0.01) and fr["co2e_g"] == pytest.approx(0.01 * 55)
+    assert pl["co2e_g"] > 10 * fr["co2e_g"]
+    monkeypatch.setenv("LAB_CARBON_REGION", "nowhere")
+    assert energy.region() == "WORLD"
+
+
+def test_rapl_counters_are_used_when_readable(tmp_path, monkeypatch):
+    f = tmp_path / "intel-rapl:0" / "energy_uj"
+    f.parent.mkdir()
+    f.write_text("1000000")
+    monkeypatch.setattr(energy, "RAPL", tmp_path)
+    with energy.meter() as m:
+        f.write_text("6000000")  # 5 J later
+    assert m["energy"].method.startswith("measured") and m["energy"].joules == pytest.approx(5.0)
+
+
+def test_total_adds_stages():
+    t = energy.total([energy.estimate(1.0), energy.estimate(2.0)])
+    assert t.cpu_seconds == pytest.approx(3.0) and t.joules == pytest.approx(30.0)
