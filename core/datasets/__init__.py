@@ -27,6 +27,10 @@ register(DatasetSpec(
     load=load_animals, availability=animals_availability, class_names=ANIMAL_CLASSES, native_size=28,
     stands_in_for="Animals-10"))
 
+from .importers import register_all as _register_reports_datasets  # noqa: E402  (the reports' datasets)
+
+_register_reports_datasets(register)
+
 DEFAULT_DATASET = "shapes"
 
 
