@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .datasets import MIN_IMAGES_PER_CLASS, get_dataset
+from .datasets.folder import printable
 from .errors import LabError
 from .images import load_image, resize_array
 from .paths import cache_dir
@@ -85,7 +86,10 @@ def check_counts(class_names: list[str], labels: np.ndarray, minimum: int = MIN_
                        "to be split into train, validation and test")
 
 
-def _decode_files(paths: list[str], size: int) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+def _decode_files(paths: list[str], size: int, names: list[str] | None = None
+                  ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Decode files in parallel; (images, indices of the good ones, [(name, reason)] of the bad ones)."""
+    names = names or [printable(p) for p in paths]
     out = np.empty((len(paths), size, size, 3), np.uint8)
     ok, skipped = [], []
 
@@ -98,7 +102,7 @@ def _decode_files(paths: list[str], size: int) -> tuple[np.ndarray, list[int], l
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for i, err in pool.map(one, range(len(paths))):
-            (skipped.append((paths[i], err)) if err else ok.append(i))
+            (skipped.append((names[i], err)) if err else ok.append(i))
     return out[ok], ok, skipped
 
 
@@ -121,7 +125,7 @@ def prepare(dataset: str, image_size: int, seed: int = 0,
         if s.images is not None:
             images, keep, skipped = resize_array(s.images, image_size), np.arange(len(s)), []
         else:
-            images, keep, skipped = _decode_files(s.paths or [], image_size)
+            images, keep, skipped = _decode_files(s.paths or [], image_size, s.ids)
             keep = np.asarray(keep, np.int64)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(cached.stem + f".tmp{os.getpid()}.npz")

@@ -116,3 +116,25 @@ def test_registry_entries_describe_themselves():
     for spec in DATASETS.values():
         info = spec.info()
         assert info["classes"] and isinstance(info["available"], bool) and info["availability"]
+
+
+def test_non_utf8_class_folder_is_named_clearly(tmp_path):
+    import os
+    make_class_folder(tmp_path / "u", {"red": (255, 0, 0), "blue": (0, 0, 255)}, n=12)
+    os.rename(tmp_path / "u" / "red", os.fsdecode(bytes(tmp_path / "u") + b"/r\xe9d"))
+    with pytest.raises(LabError, match="not valid UTF-8"):
+        prepare(str(tmp_path / "u"), 8)
+
+
+def test_check_dataset_reports_instead_of_raising(tmp_path):
+    from core.check import check_dataset
+    make_class_folder(tmp_path / "k", COLOURS, n=12)
+    (tmp_path / "k" / "red" / "bad.jpg").write_bytes(b"garbage")
+    ok = check_dataset(str(tmp_path / "k"))
+    assert ok["usable"] and ok["counts"] == {"blue": 12, "green": 12, "red": 12}
+    assert ok["skipped"][0]["file"] == "red/bad.jpg" and "not a readable image" in ok["skipped"][0]["reason"]
+    for f in list((tmp_path / "k" / "blue").iterdir())[:11]:
+        f.unlink()
+    bad = check_dataset(str(tmp_path / "k"))
+    assert not bad["usable"] and "'blue' has 1" in bad["problems"][0]
+    assert not check_dataset(str(tmp_path / "missing"))["usable"]

@@ -23,6 +23,11 @@ SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "va
                "test": "test", "testing": "test"}
 
 
+def printable(name: str) -> str:
+    """A file name as valid text: bytes that are not UTF-8 (surrogate-escaped by the OS layer) become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def _is_hidden(p: Path) -> bool:
     return p.name.startswith(".") or p.name.startswith("__MACOSX")
 
@@ -52,11 +57,11 @@ def _scan_classes(root: Path, rel_to: Path) -> tuple[dict[str, list[Path]], list
             if f.is_dir() or any(part.startswith((".", "__MACOSX")) for part in f.relative_to(root).parts):
                 continue
             if f.is_symlink():
-                skipped.append((str(f.relative_to(rel_to)), "symbolic link, not followed"))
+                skipped.append((printable(str(f.relative_to(rel_to))), "symbolic link, not followed"))
             elif f.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(f)
             else:
-                skipped.append((str(f.relative_to(rel_to)), f"not an image file ({f.suffix or 'no extension'})"))
+                skipped.append((printable(str(f.relative_to(rel_to))), f"not an image file ({f.suffix or 'no extension'})"))
         classes[d.name] = files
     return classes, skipped
 
@@ -65,6 +70,11 @@ def _check_class_names(names: list[str], where: Path) -> None:
     if not names:
         raise LabError(f"{where}: no class folders found; expected one sub-folder per class "
                        "(e.g. data/circle/*.png, data/square/*.png)")
+    for n in names:
+        try:
+            n.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LabError(f"{where}: class folder name {printable(n)!r} is not valid UTF-8; rename it") from None
     folded: dict[str, str] = {}
     for n in names:
         key = unicodedata.normalize("NFC", n).casefold()
@@ -100,7 +110,7 @@ def load_folder(path: str | Path) -> Samples:
         st = os.stat(p)
         h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return Samples(class_names=names, labels=np.array(labels, np.int64), paths=paths,
-                   ids=[str(Path(p).relative_to(root)) for p in paths],
+                   ids=[printable(str(Path(p).relative_to(root))) for p in paths],
                    split=np.array(split) if split_dirs.keys() >= {"train", "test"} else None,
                    source=f"folder {root}", fingerprint=h.hexdigest()[:16], skipped=skipped)
 
