@@ -79,6 +79,19 @@ def train(args) -> None:
     emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
 
 
+@command("check a class folder or .zip: classes, counts, skipped files, problems (exit 2 if unusable)",
+         lambda p: p.add_argument("path"))
+def check_dataset(args) -> int:
+    from .check import check_dataset as check
+    r = check(args.path)
+    emit(r, args.json, lambda r: "\n".join(
+        [f"{'usable' if r['usable'] else 'NOT USABLE'}: {r['dataset']}"]
+        + [f"  {c}: {n} images" for c, n in r["counts"].items()]
+        + [f"  skipped {s['file']}: {s['reason']}" for s in r["skipped"]]
+        + [f"  problem: {p}" for p in r["problems"]]))
+    return 0 if r["usable"] else 2
+
+
 @command("list runs")
 def runs(args) -> None:
     from . import registry
@@ -164,15 +177,14 @@ def _load_command_modules() -> None:
         importlib.import_module(mod)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.jobs",)
+COMMAND_MODULES: tuple[str, ...] = ("core.jobs", "core.presets_cli", "core.compression.cli")
 
 
 def main(argv: list[str] | None = None) -> int:
     _load_command_modules()
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command][0](args)
-        return 0
+        return COMMANDS[args.command][0](args) or 0
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("gzip_bytes", "Gzipped", "min", "bytes"),
     Column("latency_ms_p50", "Latency p50", "min", "ms"),
     Column("latency_ms_p95", "Latency p95", "min", "ms"),
-    Column("throughput_ips", "Throughput (img/s)", "max", "float"),
+    Column("throughput_ips", "Images/s", "max", "float"),
     Column("sparsity", "Sparsity", "max", "pct"),
     Column("agreement", "Agreement", "max", "pct"),
 )

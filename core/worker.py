@@ -20,7 +20,10 @@ from .progress import ProgressEvent
 
 # share of the whole job each phase takes (roughly, for the progress bar); epochs phases are split by epoch
 PHASE_WEIGHTS = {"data": 1.0, "backbone": 1.0, "features": 2.0, "head": 3.0, "train": 8.0, "fine-tune": 8.0,
-                 "evaluate": 1.0, "save": 0.5, "compress": 10.0}
+                 "evaluate": 1.0, "save": 0.5}
+# compression: techniques that fine-tune a model cost several times a post-training conversion
+HEAVY_TECHNIQUES = ("pruning", "clustering", "qat", "pqat", "pruning_int8", "clustering_int8")
+COMPRESS_WEIGHTS = {"heavy": 8.0, "light": 2.0, "original": 2.0}
 EPOCH_STAGES = ("head", "train", "fine-tune")
 FLUSH_EVERY = 0.25        # seconds between progress writes to the database (stage changes always write)
 
@@ -51,18 +54,39 @@ class Reporter:
         self.offset = 0               # epochs of earlier stages (global epoch = offset + epoch within stage)
         self.fine_tune_start: int | None = None
         self.stage = ""
-        self.state: dict = {"stage": "starting", "message": "starting the worker", "fraction": 0.0,
+        self.state: dict = {"stage": "starting", "message": "starting: loading TensorFlow", "fraction": 0.0,
                             "phases": self.phases, "started": self.t0}
         self.last_flush = 0.0
         self.dirty_history = False
-        self.compress_done = 0
-        self.compress_total = len((spec.get("compress") or {}).get("techniques") or [])
+        self.techniques = list((spec.get("compress") or {}).get("techniques") or [])
+        self.t_weights = [COMPRESS_WEIGHTS["heavy" if t in HEAVY_TECHNIQUES else "light"] for t in self.techniques]
+        self.t_index = -1             # technique being built (-1: measuring the original)
 
     def _phase(self, stage: str) -> str:
         return "compress" if stage.startswith("compress") else stage
 
+    def _weight(self, phase: str) -> float:
+        if phase == "compress":
+            return COMPRESS_WEIGHTS["original"] + sum(self.t_weights)
+        return PHASE_WEIGHTS.get(phase, 1.0)
+
+    def _compress_within(self, ev: ProgressEvent) -> float:
+        """Share of the compression phase done: techniques finished, plus epochs of the current one."""
+        name = ev.stage.split(":", 1)[1] if ":" in ev.stage else ""
+        if name in self.techniques:
+            self.t_index = max(self.t_index, self.techniques.index(name))
+        step = 0.0
+        own_counter = ev.message.endswith(f"({ev.epoch}/{ev.epochs})") if ev.epoch else False
+        if ev.epoch is not None and ev.epochs and not own_counter and self.t_index >= 0:
+            step = min(ev.epoch / ev.epochs, 1.0) * 0.8      # fine-tuning epochs of the technique
+        done = COMPRESS_WEIGHTS["original"] if self.t_index >= 0 else 0.0
+        done += sum(self.t_weights[:max(self.t_index, 0)])
+        if self.t_index >= 0:
+            done += self.t_weights[self.t_index] * step
+        return done / (COMPRESS_WEIGHTS["original"] + sum(self.t_weights))
+
     def _fraction(self, phase: str, within: float) -> float:
-        weights = [PHASE_WEIGHTS.get(p, 1.0) for p in self.phases]
+        weights = [self._weight(p) for p in self.phases]
         if phase not in self.phases:
             return self.state.get("fraction", 0.0)
         i = self.phases.index(phase)
@@ -84,10 +108,8 @@ class Reporter:
         if ev.stage in EPOCH_STAGES and ev.epoch and ev.metrics:
             self.history.append({"epoch": self.offset + ev.epoch, "stage": ev.stage, **ev.metrics})
             self.dirty_history = True
-        if phase == "compress" and self.compress_total:
-            if ev.stage.startswith("compress:") and stage_changed and self.state.get("stage", "").startswith("compress:"):
-                self.compress_done += 1
-            within = (self.compress_done + within) / self.compress_total
+        if phase == "compress" and self.techniques:
+            within = self._compress_within(ev)
         fraction = 1.0 if ev.stage == "done" and "compress" not in self.phases else self._fraction(phase, within)
         elapsed = now - self.t0
         overall_eta = elapsed / fraction - elapsed if fraction > 0.05 else None
@@ -155,6 +177,10 @@ def run(job_id: str) -> int:
                            progress=reporter, threads=2)
             result["variants"] = [{k: v.get(k) for k in ("name", "technique", "test_accuracy", "size_bytes")}
                                   for v in out.get("variants", [])]
+            result["failed"] = [{"technique": f.get("technique"), "error": f.get("error")}
+                                for f in out.get("failed", [])]
+            for f in result["failed"]:
+                print(f"compression {f['technique']} failed: {f['error']}", flush=True)
         reporter(ProgressEvent("done", f"finished: test accuracy {summary['test_accuracy']:.4f}"))
         reporter.state["fraction"] = 1.0
         reporter.flush()

@@ -1,0 +1,139 @@
+"""Data: choose a built-in dataset, upload a ZIP of class folders, or give a folder path; see what is in it."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from ui import charts, common
+
+common.page("Data", ":material/dataset:", "The images the lab learns from: one folder per class. Pick one here; the Train page uses it.")
+
+SOURCES = ["Built-in dataset", "Upload a ZIP", "Folder on this machine"]
+PREVIEW_SIZE = common.DEFAULT_IMAGE_SIZE
+SAMPLES_PER_CLASS = 8
+from core.datasets import MIN_IMAGES_PER_CLASS as MIN_PER_CLASS  # noqa: E402
+ZIP_CACHE = re.compile(r"/\S*/zips/[0-9a-f]{16}/")
+
+
+def _short(text: str, root: str | None) -> str:
+    """A skipped file's path (or a reason quoting it) relative to the dataset, not to the lab's cache."""
+    text = ZIP_CACHE.sub("", str(text))
+    return text.replace(root.rstrip("/") + "/", "") if root else text
+
+
+def _save_upload(up) -> str:
+    """Store an uploaded ZIP under the lab home (named by content hash) and return its path."""
+    from core.paths import sub
+    data = up.getvalue()
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name.rsplit(".", 1)[0])[:40] or "upload"
+    path = sub("uploads") / f"{stem}-{digest}.zip"
+    if not path.exists():
+        tmp = path.with_suffix(f".part{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return str(path)
+
+
+infos = {d["name"]: d for d in common.datasets_info()}
+source = st.segmented_control("Source", SOURCES, key=common.remember("data_source", SOURCES[0], SOURCES),
+                              on_change=common.save, args=("data_source",), label_visibility="collapsed")
+source = source or SOURCES[0]
+dataset: str | None = None
+
+if source == SOURCES[0]:
+    names = list(infos)
+    current = st.session_state.get("dataset")
+    key = common.remember("builtin_dataset", current if current in infos else names[0], names)
+    name = st.selectbox("Dataset", names, key=key, on_change=common.save, args=("builtin_dataset",),
+                        format_func=lambda n: f"{infos[n]['title']}  ({n})")
+    info = infos[name]
+    st.caption(f"{info['description']}  \nAvailability: {info['availability']}"
+               + (f" · stands in for {info['stands_in_for']}" if info.get("stands_in_for") else ""))
+    dataset = name
+elif source == SOURCES[1]:
+    st.caption("A ZIP holding one folder per class (e.g. `red/…jpg`, `blue/…jpg`), optionally inside `train/` and "
+               "`test/` folders. Entries that would escape the folder, links and ZIP bombs are refused; "
+               "files that are not images are skipped and listed.")
+    up = st.file_uploader("ZIP of class folders", type=["zip"], key="data_zip")
+    if up is not None:
+        dataset = _save_upload(up)
+        st.session_state["uploaded_dataset"] = dataset
+    elif st.session_state.get("uploaded_dataset"):
+        dataset = st.session_state["uploaded_dataset"]
+        st.caption(f"Using the last upload: `{dataset.rsplit('/', 1)[-1]}`")
+else:
+    key = common.remember("folder_path", "")
+    path = st.text_input("Folder path", key=key, on_change=common.save, args=("folder_path",),
+                         placeholder="/path/to/images  (one sub-folder per class)")
+    dataset = path.strip() or None
+
+if not dataset:
+    st.info("Choose a dataset to see its classes and images.")
+    st.stop()
+
+try:
+    with st.spinner(f"Reading {common.dataset_label(dataset)}…"):
+        data = common.prepared(dataset, PREVIEW_SIZE)
+except Exception as e:  # noqa: BLE001 - LabError explains what is wrong; anything else is shown too
+    from core.errors import LabError
+    st.error(f"**This data cannot be used.** {e}" if isinstance(e, LabError) else f"**Could not read the data:** "
+             f"{type(e).__name__}: {e}", icon=":material/error:")
+    st.caption(f"Expected: one sub-folder per class (at least two classes), each with at least {MIN_PER_CLASS} "
+               "readable images; optionally split into train/ and test/ folders.")
+    st.stop()
+
+st.session_state["dataset"] = dataset
+counts = data.counts()
+totals = np.bincount(data.labels, minlength=len(data.class_names))
+
+with st.container(border=True):
+    m = st.columns([1, 1, 1, 1, 1, 1.6], vertical_alignment="center")
+    m[0].metric("Classes", len(data.class_names))
+    m[1].metric("Images", f"{len(data.labels):,}")
+    m[2].metric("Train", f"{len(data.index['train']):,}")
+    m[3].metric("Validation", f"{len(data.index['val']):,}")
+    m[4].metric("Test", f"{len(data.index['test']):,}")
+    with m[5]:
+        st.page_link("pages/2_Train.py", label="**Train on this dataset**", icon=":material/arrow_forward:")
+        st.caption(f"Selected: `{common.dataset_label(dataset)}`")
+
+if data.skipped:
+    st.warning(f"{len(data.skipped)} file(s) were skipped and are listed below; the rest is usable.",
+               icon=":material/warning:")
+small = [c for c, n in zip(data.class_names, totals) if n < 30]
+if small:
+    st.info(f"Few images in {', '.join(small)}: accuracy figures on so small a test split are noisy.")
+
+left, right = st.columns([3, 2])
+with left:
+    st.plotly_chart(charts.counts_bar(data.class_names, counts), config={"displayModeBar": False})
+with right:
+    table = pd.DataFrame({"class": data.class_names, "train": counts["train"], "val": counts["val"],
+                          "test": counts["test"], "total": totals.tolist()})
+    st.markdown("**Counts per class**")
+    st.dataframe(table, hide_index=True, width="stretch", height="auto")
+    st.caption(f"Source: {data.source or dataset} · split {', '.join(f'{len(data.index[s])} {s}' for s in ('train', 'val', 'test'))} "
+               f"(stratified, seed 0) · shown at {PREVIEW_SIZE} px")
+
+st.markdown("#### Samples per class")
+rng = np.random.default_rng(0)
+for k, cls in enumerate(data.class_names):
+    idx = np.flatnonzero(data.labels == k)
+    pick = rng.choice(idx, size=min(SAMPLES_PER_CLASS, len(idx)), replace=False) if len(idx) else []
+    c1, c2 = st.columns([1, 7], vertical_alignment="center")
+    c1.markdown(f"**{cls}**  \n{len(idx)} images")
+    with c2:
+        if len(pick):
+            st.image([data.images[i] for i in pick], width=84)
+
+if data.skipped:
+    with st.expander(f"Skipped files ({len(data.skipped)})", expanded=len(data.skipped) <= 20):
+        root = data.source[len("folder "):] if data.source.startswith("folder ") else None
+        st.dataframe(pd.DataFrame([(_short(f, root), _short(why, root)) for f, why in data.skipped[:2000]],
+                                  columns=["file", "why"]), hide_index=True, width="stretch")

@@ -1,0 +1,217 @@
+"""Train: configure a run, start it as a background job, watch it live, cancel it; the queue of jobs."""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import common
+from ui.jobs_view import live_jobs_section
+
+common.page("Train", ":material/model_training:", "Training runs as a background job: refresh or leave the page at any time, "
+            "the job goes on and this page picks it up again.")
+
+S = st.session_state
+SIZES = [16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 299]
+QUICK_TECHNIQUES = ("tflite_float16", "tflite_dynamic", "tflite_int8")
+HEAVY = ("pruning", "clustering", "qat", "pqat", "pruning_int8", "clustering_int8")
+LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+
+
+def w(key: str, default, options: list | None = None) -> dict:
+    """Keyword arguments that make a widget remember its value across pages (session state)."""
+    return {"key": common.remember(f"train_{key}", default, options), "on_change": common.save,
+            "args": (f"train_{key}",)}
+
+
+infos = {d["name"]: d for d in common.datasets_info()}
+backbones = {b["name"]: b for b in common.backbones_info()}
+techniques, default_techniques, tech_error = common.techniques_info()
+
+presets = common.presets_info()
+if presets:
+    with st.expander("Reproduce a report: start a preset", icon=":material/playlist_play:"):
+        names = list(presets)
+        a, bcol, c = st.columns([3, 1.2, 1.3], vertical_alignment="bottom")
+        pname = a.selectbox("Preset", names, format_func=lambda n: presets[n], **w("preset", names[0], names))
+        quick_p = bcol.toggle("Quick version", **w("preset_quick", True),
+                              help="Smaller inputs and fewer fine-tuning epochs: minutes instead of much longer.")
+        plan = common.preset_plan(pname, bool(quick_p))
+        start_preset = c.button("Start preset", icon=":material/play_arrow:", width="stretch",
+                                disabled=not plan.get("runnable", True))
+        st.caption(plan.get("description", ""))
+        st.caption("  \n".join(f"• {m}" for m in plan.get("messages", [])))
+        if start_preset:
+            from core import jobs
+            from core.errors import LabError
+            comp = plan.get("compression") or {}
+            try:
+                ids = [jobs.submit({"kind": "train", "config": r["config"], "name": r["config"].get("name"),
+                                    "compress": {"techniques": comp.get("techniques") or [],
+                                                 "options": comp.get("options") or {}}
+                                    if comp.get("available", True) and comp.get("techniques") else None})
+                       for r in plan.get("runs", []) if not r.get("skip")]
+            except LabError as e:
+                st.error(f"**Cannot start this preset:** {e}")
+            else:
+                if ids:
+                    S["job_id"] = ids[0]
+                    S["train_flash"] = f"Queued {len(ids)} job(s) for the preset {pname}."
+                    st.rerun()
+
+with st.container(border=True):
+    st.markdown("#### New run")
+    c1, c2, c3 = st.columns(3, gap="large")
+    with c1:
+        st.markdown("**Data and backbone**")
+        ds_options = list(infos)
+        chosen = S.get("dataset")
+        if chosen and chosen not in ds_options:
+            ds_options.append(chosen)
+        default_ds = chosen if chosen in ds_options else ds_options[0]
+        dataset = st.selectbox("Dataset", ds_options, **w("dataset", default_ds, ds_options),
+                               format_func=lambda n: f"{infos[n]['title']} ({n})" if n in infos
+                               else f"{common.dataset_label(n)} (your data)",
+                               help="Choose or upload other data on the Data page.")
+        names = list(backbones)
+        default_bb = next((n for n, b in backbones.items() if b["default"]), names[0])
+        backbone = st.selectbox(
+            "Backbone", names, **w("backbone", default_bb, names),
+            format_func=lambda n: f"{backbones[n]['title']}  ·  "
+                                  f"{'ImageNet weights ✓' if backbones[n]['pretrained'] else ('no weights needed' if backbones[n]['weights'] == 'none' else 'random weights only')}")
+        b = backbones[backbone]
+        if b["pretrained"]:
+            st.caption(f":green[ImageNet weights available] · {b['weights_source']}")
+        elif b["weights"] == "none":
+            st.caption(b["weights_source"])
+        else:
+            st.caption(f":orange[No ImageNet weights here]: {b['weights_source']}")
+        sizes = [s for s in SIZES if s >= b["min_size"]]
+        image_size = st.select_slider("Input size (px)", sizes, **w("size", 96 if 96 in sizes else sizes[0], sizes),
+                                      help=f"{b['title']} was trained at {b['default_size']} px; smaller is much "
+                                           "faster on a CPU and usually good enough for small images.")
+    with c2:
+        st.markdown("**Head**")
+        pooling = st.selectbox("Pooling", ["avg", "max", "flatten"], **w("pooling", "avg", ["avg", "max", "flatten"]),
+                               help="How the backbone's feature map becomes a vector.")
+        dense_text = st.text_input("Hidden layers", **w("dense", ""), placeholder="e.g. 128, 64  (empty: none)",
+                                   help="Sizes of dense layers between the features and the classifier.")
+        dropout = st.slider("Dropout", 0.0, 0.8, step=0.05, **w("dropout", 0.2))
+        mode_labels = {"feature-extraction": "Feature extraction (frozen backbone)",
+                       "full": "Full training (all layers)"}
+        mode = st.radio("Mode", list(mode_labels), format_func=mode_labels.get,
+                        **w("mode", "feature-extraction", list(mode_labels)),
+                        help="Feature extraction trains only the head on cached features: seconds per epoch.")
+    with c3:
+        st.markdown("**Training**")
+        a, bcol = st.columns(2)
+        epochs = a.number_input("Epochs", 1, 500, step=1, **w("epochs", 10))
+        batch = bcol.select_slider("Batch size", [8, 16, 32, 64, 128, 256], **w("batch", 32, [8, 16, 32, 64, 128, 256]))
+        a, bcol = st.columns(2)
+        optimizer = a.selectbox("Optimizer", ["adam", "sgd", "rmsprop"], **w("optimizer", "adam", ["adam", "sgd", "rmsprop"]))
+        lr = bcol.select_slider("Learning rate", LRS, format_func=lambda v: f"{v:g}", **w("lr", 1e-3, LRS))
+        early = st.toggle("Early stopping on validation loss", **w("early", False))
+        fine_tune = st.toggle("Then fine-tune the top layers", **w("fine_tune", False),
+                              disabled=not b["pretrained"] or mode == "full",
+                              help="After the head is trained, unfreeze the top backbone layers and train on, "
+                                   "with a 10x smaller learning rate.")
+        if early:
+            patience = st.number_input("Patience (epochs)", 1, 50, **w("patience", 3))
+        ft_at, ft_epochs, ft_lr = None, 0, None
+        if fine_tune and b["pretrained"] and mode != "full":
+            a, bcol = st.columns(2)
+            ft_top = a.number_input("Unfreeze top layers", 1, 300, **w("ft_top", 20),
+                                    help="The top K backbone layers are trained (BatchNorm stays frozen).")
+            ft_epochs = bcol.number_input("Fine-tune epochs", 1, 100, **w("ft_epochs", 3))
+            ft_at = -int(ft_top)
+            ft_lr = lr / 10
+
+    with st.expander("Augmentation and seed"):
+        a, bcol, c, d = st.columns(4)
+        flip = a.checkbox("Random flips", **w("flip", False), help="Augmentation turns feature caching off (slower).")
+        rotation = bcol.slider("Rotation (fraction of a turn)", 0.0, 0.5, step=0.05, **w("rotation", 0.0))
+        zoom = c.slider("Zoom", 0.0, 0.5, step=0.05, **w("zoom", 0.0))
+        seed = d.number_input("Seed", 0, 10_000, **w("seed", 0))
+
+    st.markdown("**Compression after training**")
+    comp_options: dict = {}
+    chosen_t: list[str] = []
+    if techniques:
+        tnames = [t["name"] for t in techniques]
+        titles = {t["name"]: t["title"] for t in techniques}
+        quick = [t for t in QUICK_TECHNIQUES if t in tnames]
+        modes = {"Standard": "the lab's default set", "Quick": "TFLite conversions only",
+                 "Custom": "choose techniques", "None": "no compression"}
+        comp_mode = st.segmented_control("Compression set", list(modes), **w("comp_mode", "Standard", list(modes)),
+                                         format_func=lambda m: m, label_visibility="collapsed") or "Standard"
+        if comp_mode == "Standard":
+            chosen_t = list(default_techniques)
+        elif comp_mode == "Quick":
+            chosen_t = quick
+        elif comp_mode == "Custom":
+            chosen_t = st.multiselect("Techniques", tnames, format_func=lambda n: titles.get(n, n),
+                                      **w("techniques", default_techniques, None),
+                                      help="Each technique makes one model variant; Results compares them.")
+        groups = {g for t in techniques if t["name"] in chosen_t for g in t["groups"]}
+        defaults = common.option_defaults()
+        if groups & {"pruning", "clustering"}:
+            a, bcol, c, d = st.columns(4)
+            if "pruning" in groups and "pruning" in defaults:
+                p = defaults["pruning"]
+                comp_options["pruning"] = {
+                    "sparsity": a.slider("Pruning: target sparsity", 0.1, 0.95, step=0.05,
+                                         **w("sparsity", float(p["sparsity"]))),
+                    "epochs": int(bcol.number_input("Pruning: fine-tune epochs", 1, 30,
+                                                    **w("prune_epochs", int(p["epochs"]))))}
+            if "clustering" in groups and "clustering" in defaults:
+                cdef = defaults["clustering"]
+                opts = [4, 8, 16, 32, 64, 128]
+                comp_options["clustering"] = {
+                    "clusters": int(c.select_slider("Clustering: centroids", opts,
+                                                    **w("clusters", int(cdef["clusters"]), opts))),
+                    "epochs": int(d.number_input("Clustering: fine-tune epochs", 1, 30,
+                                                 **w("cluster_epochs", int(cdef["epochs"]))))}
+        if chosen_t:
+            heavy = [t for t in chosen_t if t in HEAVY]
+            est = 15 + 8 * (len(chosen_t) - len(heavy)) + 75 * len(heavy)
+            st.caption(f"{len(chosen_t)} variant(s): {', '.join(titles.get(t, t) for t in chosen_t)}. "
+                       f"Roughly {common.fmt_secs(est)} after training at 96 px on 2 cores"
+                       + (f" ({', '.join(heavy)} fine-tune the whole model; the TFLite conversions take seconds)."
+                          if heavy else "."))
+        else:
+            st.caption("No compression: Results will show the trained model only.")
+    else:
+        st.caption(tech_error or "No compression techniques are available.")
+
+    a, bcol = st.columns([3, 1], vertical_alignment="bottom")
+    name = a.text_input("Run name (optional)", **w("name", ""), placeholder="e.g. shapes-baseline")
+    start = bcol.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch")
+
+if start:
+    from core import jobs
+    from core.errors import LabError
+    try:
+        dense = [int(x) for x in dense_text.replace(",", " ").split()] if dense_text.strip() else []
+    except ValueError:
+        st.error(f"Hidden layers must be whole numbers separated by commas (got '{dense_text}').")
+        st.stop()
+    cfg = {"dataset": dataset, "backbone": backbone, "image_size": int(image_size), "weights": "auto",
+           "head": {"pooling": pooling, "dense": dense, "dropout": float(dropout)}, "mode": mode,
+           "epochs": int(epochs), "batch_size": int(batch), "optimizer": optimizer, "learning_rate": float(lr),
+           "early_stopping": {"monitor": "val_loss", "patience": int(patience)} if early else None,
+           "fine_tune_at": ft_at, "fine_tune_epochs": int(ft_epochs), "fine_tune_lr": ft_lr,
+           "augment": {"flip": bool(flip), "rotation": float(rotation), "zoom": float(zoom)}, "seed": int(seed),
+           "name": name.strip() or None}
+    try:
+        job_id = jobs.submit({"kind": "train", "config": cfg, "name": name.strip() or None,
+                              "compress": {"techniques": list(chosen_t), "options": comp_options} if chosen_t else None})
+    except LabError as e:
+        st.error(f"**Cannot start this run:** {e}")
+    else:
+        S["job_id"] = job_id
+        S["train_flash"] = f"Started {job_id}: it runs in the background; you can leave this page."
+        st.rerun()          # redraw everything (the sidebar too) with the new job
+
+if S.get("train_flash"):
+    st.toast(S.pop("train_flash"), icon=":material/rocket_launch:")
+
+st.markdown("#### Jobs")
+live_jobs_section()

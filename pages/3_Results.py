@@ -1,0 +1,261 @@
+"""Results: runs, learning curves, the variant comparison, confusion matrices with the misclassified images."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from core.compare import COLUMNS, RANKED, best_per_column, confusion_pairs, misclassified_for, normalise_rows, \
+    pareto_front, to_csv
+from ui import charts, common
+
+common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
+
+S = st.session_state
+runs = common.runs()
+if not runs:
+    st.info("No runs yet: start one on the Train page.")
+    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+# ------------------------------------------------------------------ runs table and choice
+with st.expander(f"All runs ({len(runs)})", expanded=True):
+    st.dataframe(pd.DataFrame([{"run": r["id"], "name": (r.get("summary") or {}).get("name") or "",
+                                "status": r["status"], "dataset": common.dataset_label(r["dataset"]),
+                                "backbone": r["backbone"], "mode": r["mode"], "size": r["image_size"],
+                                "accuracy": r["test_accuracy"], "macro-F1": r["macro_f1"],
+                                "train time (s)": r["train_seconds"], "date": common.fmt_time(r["created"])}
+                               for r in runs]),
+                 hide_index=True, width="stretch",
+                 column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                "macro-F1": st.column_config.NumberColumn(format="%.3f")})
+
+ids = [r["id"] for r in runs]
+by_id = {r["id"]: r for r in runs}
+default = S.get("run_id") if S.get("run_id") in by_id else next((r["id"] for r in runs if r["status"] == "done"), ids[0])
+run_id = st.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]),
+                      key=common.remember("run_id", default, ids), on_change=common.save, args=("run_id",))
+S["run_id"] = run_id
+
+try:
+    rep = common.run_report(run_id)
+except Exception as e:  # noqa: BLE001
+    st.error(f"Cannot read run {run_id}: {e}")
+    st.stop()
+
+if not rep.finished:
+    st.markdown(f"Status: {common.status_badge(rep.status)}")
+    if rep.status in ("running", "created"):
+        st.info("This run is still training; its results appear here when it is done.")
+        st.page_link("pages/2_Train.py", label="Watch it on the Train page", icon=":material/model_training:")
+    else:
+        st.error(f"This run has no results ({rep.status}){': ' + rep.error if rep.error else ''}")
+    st.stop()
+
+cfg, run = rep.config, rep.run
+head = cfg.get("head") or {}
+st.markdown(f"{common.status_badge(rep.status)} &nbsp; **{common.dataset_label(cfg.get('dataset'))}** · "
+            f"{cfg.get('backbone')} · {cfg.get('image_size')} px · {cfg.get('mode')} · head: {head.get('pooling')} pooling"
+            f"{', dense ' + '-'.join(map(str, head.get('dense') or [])) if head.get('dense') else ''}, dropout "
+            f"{head.get('dropout')} · weights: {run.get('weights', '?')}")
+m = st.columns(6)
+m[0].metric("Test accuracy", common.fmt_pct(rep.metrics.get("accuracy")))
+m[1].metric("Macro-F1", f"{rep.metrics.get('macro_f1', 0):.3f}")
+m[2].metric("Test images", rep.metrics.get("num", "–"))
+m[3].metric("Epochs", run.get("epochs_run", len(rep.history.get("epochs", []))))
+m[4].metric("Training time", common.fmt_secs(run.get("train_seconds")))
+m[5].metric("Variants", len(rep.variants))
+if run.get("warnings"):
+    for wmsg in run["warnings"]:
+        st.warning(wmsg)
+
+rows = rep.table()
+t_curves, t_compare, t_cm, t_class, t_dl = st.tabs(["Learning curves", "Compare variants", "Confusion matrix",
+                                                    "Per-class report", "Downloads"])
+
+# ------------------------------------------------------------------ learning curves
+with t_curves:
+    epochs = rep.history.get("epochs") or []
+    if epochs:
+        ft = rep.history.get("fine_tune_start_epoch")
+        st.plotly_chart(charts.learning_curves(epochs, ft, height=360), config={"displayModeBar": False},
+                        key="curves")
+        st.caption("Solid: training; dashed: validation." + (f" Fine-tuning starts after epoch {ft}." if ft else ""))
+    else:
+        st.caption("No learning curves stored for this run.")
+
+# ------------------------------------------------------------------ comparison
+with t_compare:
+    if len(rows) == 1:
+        st.info("This run has no compressed variants yet (choose compression techniques on the Train page).")
+    best = best_per_column(rows)
+    labels = {c.key: c.label for c in COLUMNS}
+    shown_cols = [c for c in COLUMNS if c.key != "technique"]        # the variant's name says it
+    df = pd.DataFrame(rows)[[c.key for c in shown_cols]]
+    shown = pd.DataFrame(index=df.index)
+    for c in shown_cols:
+        vals = df[c.key]
+        if c.kind == "pct":
+            col = vals.map(lambda v: common.fmt_pct(v, 2))
+        elif c.kind == "bytes":
+            col = vals.map(common.fmt_bytes)
+        elif c.kind == "ms":
+            col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.2f} ms")
+        elif c.kind == "float":
+            col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.3f}" if v < 100 else f"{v:,.0f}")
+        else:
+            col = vals.fillna("")
+        if c.better:
+            col = pd.Series([f"★ {v}" if i in best[c.key] and len(rows) > 1 else v for i, v in col.items()],
+                            index=df.index)
+        shown[labels[c.key]] = col
+
+    def _highlight(frame: pd.DataFrame) -> pd.DataFrame:
+        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
+        if len(rows) > 1:
+            for c in RANKED:
+                if labels[c.key] not in css.columns:
+                    continue
+                for i in best[c.key]:
+                    css.loc[i, labels[c.key]] = "background-color: #dcefe2; font-weight: 600"
+        return css
+
+    st.dataframe(shown.style.apply(_highlight, axis=None), hide_index=True, width="stretch")
+    st.caption("★ and green: the best value of each column (higher accuracy, F1, throughput, sparsity and agreement; "
+               "lower size and latency). Agreement: share of test images where the variant's top-1 equals the original's.")
+    ca, cb = st.columns(2)
+    with ca:
+        front = pareto_front(rows, "size_bytes", "test_accuracy")
+        pts = [dict(r, size_kb=r["size_bytes"] / 1024 if r.get("size_bytes") else None) for r in rows]
+        st.plotly_chart(charts.pareto_scatter(pts, "size_kb", "test_accuracy", front, "model size (KB)",
+                                              "test accuracy", log_x=True, x_fmt=":,.0f",
+                                              title="Accuracy against size"),
+                        config={"displayModeBar": False}, key="pareto-size")
+    with cb:
+        front = pareto_front(rows, "latency_ms_p50", "test_accuracy")
+        if any(r.get("latency_ms_p50") is not None for r in rows):
+            st.plotly_chart(charts.pareto_scatter(rows, "latency_ms_p50", "test_accuracy", front,
+                                                  "latency p50 (ms per image)", "test accuracy", x_fmt=":.2f",
+                                                  title="Accuracy against latency"),
+                            config={"displayModeBar": False}, key="pareto-latency")
+        else:
+            st.caption("No latency measured yet (compression measures it for every variant).")
+    st.caption("Stars and the dashed line: the Pareto front, the variants that no other variant beats on both axes.")
+
+# ------------------------------------------------------------------ confusion matrix
+with t_cm:
+    names = [v["name"] for v in rep.variants if v.get("confusion_matrix")]
+    if not names:
+        st.caption("No confusion matrix stored.")
+    else:
+        a, b = st.columns([2, 2])
+        vname = a.selectbox("Variant", names, key=common.remember("cm_variant", names[0], names),
+                            on_change=common.save, args=("cm_variant",))
+        norm_mode = b.radio("Show", ["counts", "row-normalised"], horizontal=True,
+                            key=common.remember("cm_norm", "counts", ["counts", "row-normalised"]),
+                            on_change=common.save, args=("cm_norm",))
+        v = rep.variant(vname)
+        cm = v["confusion_matrix"]
+        classes = rep.class_names
+        norm = normalise_rows(cm)
+        left, right = st.columns([3, 2], gap="large")
+        with left:
+            event = st.plotly_chart(charts.confusion_heatmap(cm, classes, norm_mode != "counts", norm),
+                                    config={"displayModeBar": False}, key=f"cm-{vname}", on_select="rerun",
+                                    selection_mode="points")
+        pairs = confusion_pairs(cm, classes)
+        picked = None
+        try:
+            pts = (event or {}).get("selection", {}).get("points", [])
+            if pts:
+                picked = (str(pts[0].get("y")), str(pts[0].get("x")))
+        except AttributeError:
+            pts = []
+        if picked == S.get("cm_last_click"):
+            picked = None                      # an old click still selected in the chart: the selectbox rules
+        else:
+            S["cm_last_click"] = picked
+        with right:
+            st.markdown("**Misclassified test images**")
+            if not pairs:
+                st.success("No test image is misclassified by this variant.")
+            else:
+                opts = [f"{t} → {p}" for t, p, _ in pairs]
+                counts = {f"{t} → {p}": n for t, p, n in pairs}
+                if picked and picked[0] != picked[1] and f"{picked[0]} → {picked[1]}" in counts:
+                    st.session_state["w_cm_pair"] = f"{picked[0]} → {picked[1]}"
+                    st.session_state["cm_pair"] = st.session_state["w_cm_pair"]
+                else:
+                    common.remember("cm_pair", opts[0], opts)
+                pair = st.selectbox("True → predicted (or click a cell)", opts, key="w_cm_pair",
+                                    format_func=lambda o: f"{o}  ({counts[o]} image{'s' if counts[o] > 1 else ''})",
+                                    on_change=common.save, args=("cm_pair",))
+                true_c, pred_c = pair.split(" → ")
+                wrong = misclassified_for(v.get("misclassified") or [], true_c, pred_c)
+                try:
+                    images, ids = common.test_images(rep)
+                except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
+                    images, ids = None, None
+                    st.caption(f"The test images cannot be shown here: {e}")
+                shown_imgs, caps = [], []
+                pos = {i: k for k, i in enumerate(ids or [])}
+                for item in wrong[:24]:
+                    k = item.get("index")
+                    if k is None or (ids and k >= len(ids)):
+                        k = pos.get(item.get("id"))
+                    if images is not None and k is not None and k < len(images):
+                        shown_imgs.append(images[k])
+                        conf = item.get("confidence")
+                        caps.append(f"{item.get('id', k)}" + (f" · {conf:.0%}" if conf is not None else ""))
+                if shown_imgs:
+                    st.image(shown_imgs, caption=caps, width=110)
+                    if len(wrong) > 24:
+                        st.caption(f"… and {len(wrong) - 24} more")
+                elif images is not None:
+                    st.caption(f"{len(wrong)} image(s); none could be located in the test split.")
+
+# ------------------------------------------------------------------ per-class report
+with t_class:
+    pc = pd.DataFrame(rep.per_class_rows())
+    if pc.empty:
+        st.caption("No per-class report stored.")
+    else:
+        vnames = list(dict.fromkeys(pc["variant"]))
+        pick = st.selectbox("Variant ", vnames, key=common.remember("pc_variant", vnames[0], vnames),
+                            on_change=common.save, args=("pc_variant",))
+        sub = pc[pc["variant"] == pick].drop(columns=["variant"])
+        st.dataframe(sub, hide_index=True, width="stretch",
+                     column_config={k: st.column_config.ProgressColumn(k, format="%.3f", min_value=0.0, max_value=1.0)
+                                    for k in ("precision", "recall", "f1")}
+                     | {"support": st.column_config.NumberColumn("support (test images)", format="%d")})
+        if len(vnames) > 1:
+            wide = pc.pivot(index="class", columns="variant", values="f1")[vnames]
+            st.markdown("**F1 per class and variant**")
+            st.dataframe(wide.round(3), width="stretch")
+
+# ------------------------------------------------------------------ downloads
+with t_dl:
+    st.markdown("**Metrics**")
+    d = st.columns(4)
+    d[0].download_button("Comparison (CSV)", to_csv(rows), f"{run_id}-variants.csv", "text/csv",
+                         icon=":material/download:")
+    d[1].download_button("Per-class (CSV)", to_csv(rep.per_class_rows()), f"{run_id}-per-class.csv", "text/csv",
+                         icon=":material/download:")
+    full = {"run_id": run_id, "config": cfg, "run": run, "metrics": rep.metrics, "variants": rep.variants}
+    d[2].download_button("Everything (JSON)", json.dumps(full, indent=1, default=float), f"{run_id}-metrics.json",
+                         "application/json", icon=":material/download:")
+    d[3].download_button("Learning curves (CSV)", to_csv(rep.history.get("epochs") or []), f"{run_id}-history.csv",
+                         "text/csv", icon=":material/download:")
+    st.markdown("**Model files**")
+    files = rep.files()
+    if not files:
+        st.caption("No model files found in the run folder.")
+    for i, f in enumerate(files):
+        rel = str(f.relative_to(rep.folder))
+        a, b = st.columns([4, 1], vertical_alignment="center")
+        a.markdown(f"`{rel}` · {common.fmt_bytes(f.stat().st_size)}")
+        b.download_button("Download", (lambda p=f: p.read_bytes()), f"{run_id}-{rel.replace('/', '-')}",
+                          "application/json" if f.suffix == ".json" else "application/octet-stream",
+                          key=f"dl-{i}", icon=":material/download:", width="stretch")
+    st.caption(f"Run folder: `{rep.folder}`")

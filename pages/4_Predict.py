@@ -1,0 +1,130 @@
+"""Predict: upload images or take a snapshot, pick a run and variants, compare top-k answers and latency."""
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from ui import charts, common
+from ui.predicting import predict_many
+
+common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
+
+S = st.session_state
+SOURCES = ["Upload images", "Camera snapshot", "Samples from the test set"]
+MAX_IMAGES = 12
+
+runs = common.done_runs()
+if not runs:
+    st.info("No finished run yet: train one on the Train page first.")
+    st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
+    st.stop()
+
+by_id = {r["id"]: r for r in runs}
+ids = list(by_id)
+default = S.get("run_id") if S.get("run_id") in by_id else ids[0]
+c1, c2, c3 = st.columns([3, 3, 1.2])
+run_id = c1.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]),
+                      key=common.remember("predict_run", default, ids), on_change=common.save, args=("predict_run",))
+rep = common.run_report(run_id)
+vnames = [v["name"] for v in rep.variants if v.get("files") or v["name"] == "original"]
+key = f"predict_variants_{run_id}"
+sizes = {v["name"]: v.get("size_bytes") or float("inf") for v in rep.variants}
+default_v = ["original"] + sorted((n for n in vnames if n != "original"), key=lambda n: sizes.get(n, float("inf")))[:2]
+default_v = [n for n in default_v if n in vnames] or vnames[:1]
+variants = c2.multiselect("Variants", vnames, key=common.remember(key, default_v, None), on_change=common.save,
+                          args=(key,), help="Each chosen variant answers every image; latency is measured per image.")
+k_max = max(1, len(rep.class_names))
+top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max)),
+                        on_change=common.save, args=("predict_topk",))
+st.caption(f"Classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px")
+
+source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES),
+                              on_change=common.save, args=("predict_source",), label_visibility="collapsed")
+source = source or SOURCES[0]
+
+items: list[tuple[str, object]] = []          # (caption, bytes or uint8 array)
+if source == SOURCES[0]:
+    ups = st.file_uploader("Images (any format PIL reads)", accept_multiple_files=True, key="predict_uploads",
+                           type=None, help="JPEG, PNG, WebP, BMP, TIFF, GIF… any size; each is resized to the "
+                                               "model's input size.")
+    for up in (ups or [])[:MAX_IMAGES]:
+        items.append((up.name, up.getvalue()))
+    if ups and len(ups) > MAX_IMAGES:
+        st.caption(f"Only the first {MAX_IMAGES} images are used.")
+elif source == SOURCES[1]:
+    shot = st.camera_input("Take a snapshot", key="predict_camera")
+    if shot is not None:
+        items.append(("camera snapshot", shot.getvalue()))
+else:
+    n = st.slider("How many", 1, MAX_IMAGES, 4, key="predict_n_samples")
+    if st.button("Draw new samples", icon=":material/shuffle:"):
+        S["predict_sample_seed"] = int(S.get("predict_sample_seed", 0)) + 1
+    try:
+        images, img_ids = common.test_images(rep)
+        y_true = rep.predictions.get("y_true") or []
+        rng = np.random.default_rng(int(S.get("predict_sample_seed", 0)))
+        pick = rng.choice(len(images), size=min(n, len(images)), replace=False)
+        for i in pick:
+            truth = rep.class_names[y_true[i]] if i < len(y_true) else "?"
+            items.append((f"{img_ids[i]} (true: {truth})", images[i]))
+    except Exception as e:  # noqa: BLE001
+        st.warning(f"The test images of this run cannot be loaded here: {e}")
+
+if not variants:
+    st.info("Choose at least one variant.")
+    st.stop()
+if not items:
+    st.info("Add an image to get a prediction.")
+    st.stop()
+
+with st.spinner("Predicting…"):
+    results, errors = predict_many(run_id, variants, items, int(top_k))
+
+for msg in errors:
+    st.error(msg)
+
+if len(variants) > 1:
+    import statistics
+    summary = []
+    for vname in variants:
+        got = [results.get((i, vname)) for i in range(len(items))]
+        ok = [g for g in got if g and "error" not in g]
+        if not ok:
+            continue
+        ref = [results.get((i, "original")) for i in range(len(items))] if "original" in variants else None
+        same = (sum(1 for g, r in zip(got, ref) if g and r and "error" not in g and "error" not in r
+                    and g["top_k"][0]["class"] == r["top_k"][0]["class"]) / len(ok)) if ref else None
+        summary.append({"variant": vname, "median latency (ms)": round(statistics.median(g["latency_ms"] for g in ok), 2),
+                        "same answer as original": same,
+                        "answers": ", ".join(g["top_k"][0]["class"] for g in ok)})
+    if summary:
+        st.dataframe(summary, hide_index=True, width="stretch",
+                     column_config={"same answer as original": st.column_config.NumberColumn(format="percent")})
+
+per_row = min(len(variants), 3)
+for n_img, (caption, src) in enumerate(items):
+    with st.container(border=True):
+        cols = st.columns([1.3] + [2] * per_row, vertical_alignment="top", gap="medium")
+        with cols[0]:
+            if isinstance(src, (bytes, bytearray)):
+                try:
+                    st.image(src, caption=caption, width="stretch")
+                except Exception:  # noqa: BLE001
+                    st.caption(caption)
+            else:
+                st.image(src, caption=caption, width="stretch")
+        for j, vname in enumerate(variants):
+            col = cols[1 + j % per_row]
+            with col:
+                res = results.get((n_img, vname))
+                if res is None:
+                    continue
+                if "error" in res:
+                    st.markdown(f"**{vname}**")
+                    st.error(res["error"])
+                    continue
+                best = res["top_k"][0] if res["top_k"] else {"class": "?", "probability": 0}
+                st.markdown(f"**{vname}** → **{best['class']}** ({best['probability']:.1%})")
+                st.plotly_chart(charts.topk_bars(res["top_k"]), config={"displayModeBar": False},
+                                key=f"topk-{n_img}-{vname}")
+                st.caption(f"latency {res.get('latency_ms', float('nan')):.1f} ms")

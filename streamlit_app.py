@@ -1,0 +1,102 @@
+"""Green Transfer Learning Lab: the dashboard. Run with `bin/run` (streamlit run streamlit_app.py).
+
+This file is the app's frame (navigation, sidebar) and its Home page; the other pages live in pages/.
+"""
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import streamlit as st
+
+from ui import common
+from ui.jobs_view import sidebar_status
+
+
+def home() -> None:
+    common.page("Green Transfer Learning Lab", ":material/eco:",
+                "Reuse a network pretrained on ImageNet for your own images, make it small and fast, "
+                "and see what each step costs in accuracy: all on a CPU, in minutes.")
+
+    steps = [("pages/1_Data.py", "1 · Data", ":material/dataset:",
+              "Pick a built-in dataset, upload a ZIP of class folders or point to a folder."),
+             ("pages/2_Train.py", "2 · Train", ":material/model_training:",
+              "Choose a backbone and head, train in the background, watch the curves live."),
+             ("pages/3_Results.py", "3 · Results", ":material/insights:",
+              "Learning curves, the compressed variants side by side, confusion matrices."),
+             ("pages/4_Predict.py", "4 · Predict", ":material/image_search:",
+              "Upload a photo or take a snapshot and compare the variants' answers.")]
+    cols = st.columns(4)
+    for col, (path, label, icon, text) in zip(cols, steps):
+        with col.container(border=True, height="stretch"):
+            st.page_link(path, label=f"**{label}**", icon=icon)
+            st.caption(text)
+
+    st.markdown("#### Quick start")
+    st.markdown("The defaults train **MobileNetV2** (ImageNet weights) on the generated **shapes** dataset at "
+                "96 px in well under a minute, then compress it. Press **Start training** on the Train page, "
+                "open the results when it finishes, and try a prediction.")
+
+    _presets()
+
+    st.markdown("#### Recent runs")
+    runs = common.runs(8)
+    if runs:
+        df = pd.DataFrame([{"run": r["id"], "status": r["status"], "dataset": common.dataset_label(r["dataset"]),
+                            "backbone": r["backbone"], "mode": r["mode"], "size": r["image_size"],
+                            "accuracy": r["test_accuracy"], "date": common.fmt_time(r["created"])} for r in runs])
+        st.dataframe(df, hide_index=True, width="stretch",
+                     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent")})
+    else:
+        st.caption("No runs yet.")
+
+    st.markdown("#### On this machine")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Datasets**")
+        st.dataframe(pd.DataFrame([{"dataset": d["name"], "title": d["title"], "classes": len(d["classes"]) or None,
+                                    "available": "yes" if d["available"] else "no", "source": d["availability"]}
+                                   for d in common.datasets_info()]), hide_index=True, width="stretch")
+    with right:
+        st.markdown("**Backbones**")
+        st.dataframe(pd.DataFrame([{"backbone": b["title"], "ImageNet weights": "yes" if b["pretrained"] else "no",
+                                    "from": b["weights_source"]} for b in common.backbones_info()]),
+                     hide_index=True, width="stretch")
+    from core import jobs
+    from core.paths import lab_home
+    st.caption(f"{os.cpu_count()} CPU cores · at most {jobs.max_concurrent()} training job(s) at once · "
+               f"lab files in `{lab_home()}`")
+
+
+def _presets() -> None:
+    """The presets, one per report, once the presets module exists."""
+    try:
+        from core import presets as mod  # type: ignore[attr-defined]
+    except ImportError:
+        return
+    items = getattr(mod, "PRESETS", None) or {}
+    if not items:
+        return
+    st.markdown("#### Presets")
+    st.caption("Each preset redoes one report's recipe as well as this machine allows; start one on the Train page "
+               "(Reproduce a report).")
+    rows = []
+    for name, p in (items.items() if isinstance(items, dict) else enumerate(items)):
+        get = (lambda k: p.get(k)) if isinstance(p, dict) else (lambda k: getattr(p, k, None))
+        rows.append({"preset": get("name") or name, "title": get("title") or "", "description": get("description") or ""})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+st.set_page_config(page_title="Green Transfer Learning Lab", page_icon=":material/eco:", layout="wide",
+                   initial_sidebar_state="expanded")
+nav = st.navigation([
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/1_Data.py", title="Data", icon=":material/dataset:"),
+    st.Page("pages/2_Train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/3_Results.py", title="Results", icon=":material/insights:"),
+    st.Page("pages/4_Predict.py", title="Predict", icon=":material/image_search:"),
+])
+with st.sidebar:
+    st.markdown("**Background jobs**")
+    sidebar_status()
+nav.run()

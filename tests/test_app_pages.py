@@ -1,0 +1,161 @@
+"""One AppTest per page, through the app's own navigation: widgets render, a finished run appears, a prediction renders."""
+from __future__ import annotations
+
+import os
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import jobs
+from tests.conftest import COLOURS, REPO, make_class_folder
+
+APP = str(REPO / "streamlit_app.py")
+
+TIMEOUT = 180        # the first script run may import TensorFlow (Predict) or generate a dataset (Data)
+os.environ.setdefault("LAB_NO_WARMUP", "1")
+
+
+@pytest.fixture(scope="module")
+def finished_run():
+    """A real, quickly trained run on the default dataset (an MLP at 16 px errs often enough to have misclassified
+    images to show)."""
+    from core.config import TrainConfig
+    from core.model import HeadConfig
+    from core.training import train
+    cfg = TrainConfig(dataset="shapes", backbone="mlp", image_size=16, epochs=2, head=HeadConfig(dense=[16]))
+    return train(cfg)["run_id"]
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for k, v in state.items():
+        at.session_state[k] = v
+    at.switch_page(page)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.title]
+    parts += [str(e.value) for e in at.error] + [str(i.value) for i in at.info] + [str(s.value) for s in at.success]
+    return "\n".join(parts)
+
+
+def plotly_charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+def test_home_shows_steps_runs_and_what_is_here(finished_run):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    body = texts(at)
+    assert "Green Transfer Learning Lab" in body and "Recent runs" in body and "On this machine" in body
+    assert len(at.get("page_link")) >= 4
+    frames = [d.value for d in at.dataframe]
+    assert any("shapes" in set(f.get("dataset", [])) for f in frames)          # datasets table
+    assert any("MobileNetV2" in set(f.get("backbone", [])) for f in frames)    # backbones with weights
+    assert any(finished_run in set(f.get("run", [])) for f in frames)          # recent runs
+
+
+def test_data_page_shows_classes_counts_and_samples():
+    at = open_page("pages/1_Data.py")
+    assert at.selectbox(key="w_builtin_dataset").value == "shapes"
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Classes"] == "3" and metrics["Images"] == "900"
+    assert int(metrics["Train"]) + int(metrics["Validation"]) + int(metrics["Test"]) == 900
+    assert len(plotly_charts(at)) == 1                       # counts per class and split
+    assert len(at.get("image")) == 3                          # one row of samples per class
+    assert "circle" in texts(at) and "triangle" in texts(at)
+    assert at.session_state["dataset"] == "shapes"           # remembered for the Train page
+
+
+def test_data_page_explains_unusable_data(tmp_path):
+    one = make_class_folder(tmp_path / "one-class", {"red": COLOURS["red"]}, n=12)
+    at = open_page("pages/1_Data.py", data_source="Folder on this machine", folder_path=str(one))
+    assert at.text_input(key="w_folder_path").value == str(one)
+    assert at.error and "only one class" in at.error[0].value and "red" in at.error[0].value
+    at = open_page("pages/1_Data.py", data_source="Folder on this machine", folder_path=str(tmp_path / "nope"))
+    assert at.error and "no such folder" in at.error[0].value
+    few = make_class_folder(tmp_path / "few", {"red": COLOURS["red"], "blue": COLOURS["blue"]}, n=4)
+    at = open_page("pages/1_Data.py", data_source="Folder on this machine", folder_path=str(few))
+    assert at.error and "too few usable images" in at.error[0].value and "'red' has 4" in at.error[0].value
+
+
+def test_train_page_widgets_and_start_a_job(tmp_path):
+    at = open_page("pages/2_Train.py")
+    compression = pytest.importorskip("core.compression")
+    body = texts(at)
+    assert "Compression after training" in body
+    assert all(compression.TECHNIQUES[t].title in body for t in compression.DEFAULT_TECHNIQUES)   # the standard set
+    at.session_state["train_comp_mode"] = "None"
+    try:
+        from core.presets import PRESETS
+    except ImportError:
+        PRESETS = {}
+    if PRESETS:                                              # a report's preset can be started from here too
+        assert set(at.selectbox(key="w_train_preset").options) == {p.title for p in PRESETS.values()}
+        assert any(b.label == "Start preset" for b in at.button)
+    bb = at.selectbox(key="w_train_backbone")
+    assert bb.value == "mobilenet_v2" and len(bb.options) >= 2
+    assert "ImageNet weights available" in texts(at)
+    assert at.select_slider(key="w_train_size").value == 96
+    assert at.number_input(key="w_train_epochs").value == 10
+    assert at.radio(key="w_train_mode").value == "feature-extraction"
+    start = [b for b in at.button if b.label == "Start training"]
+    assert start
+    # a small job: choose the MLP at 16 px, 2 epochs, no compression
+    colours = make_class_folder(tmp_path / "colours", COLOURS, n=12, size=24)
+    at.session_state["dataset"] = str(colours)
+    at.run()
+    at.selectbox(key="w_train_dataset").set_value(str(colours)).run()
+    at.selectbox(key="w_train_backbone").set_value("mlp").run()
+    at.select_slider(key="w_train_size").set_value(16).run()
+    at.number_input(key="w_train_epochs").set_value(2).run()
+    [b for b in at.button if b.label == "Start training"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    job_id = at.session_state["job_id"]
+    job = jobs.get_job(job_id)
+    assert job["spec"]["config"]["backbone"] == "mlp" and job["spec"]["config"]["image_size"] == 16
+    assert job["spec"]["config"]["dataset"] == str(colours) and job["spec"]["config"]["epochs"] == 2
+    assert job["spec"]["compress"] is None
+    try:
+        body = texts(at)
+        assert job_id in body
+        assert any(b.label == "Cancel job" for b in at.button) or jobs.get_job(job_id)["status"] in jobs.FINISHED
+        assert at.get("progress")
+    finally:
+        jobs.cancel(job_id, grace=2)
+    assert jobs.get_job(job_id)["status"] in ("cancelled", "done")
+
+
+def test_results_page_shows_a_finished_run(finished_run):
+    at = open_page("pages/3_Results.py", run_id=finished_run)
+    assert at.selectbox(key="w_run_id").value == finished_run
+    labels = [t.label for t in at.tabs]
+    assert labels == ["Learning curves", "Compare variants", "Confusion matrix", "Per-class report", "Downloads"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Test accuracy"].endswith("%") and metrics["Epochs"] == "2"
+    assert len(plotly_charts(at)) >= 3                       # curves, size scatter, confusion matrix
+    assert "Misclassified test images" in texts(at)
+    pair = at.selectbox(key="w_cm_pair")
+    assert "→" in pair.value
+    assert at.get("image"), "the misclassified images of the selected cell are shown"
+    at.radio(key="w_cm_norm").set_value("row-normalised").run()
+    assert not at.exception
+    downloads = [d.proto.label for d in at.get("download_button")]
+    assert "Comparison (CSV)" in downloads and "Everything (JSON)" in downloads and "Download" in downloads
+    assert at.dataframe, "variant table and per-class report"
+
+
+def test_predict_page_renders_a_prediction(finished_run):
+    at = open_page("pages/4_Predict.py", predict_run=finished_run, predict_source="Samples from the test set")
+    assert at.selectbox(key="w_predict_run").value == finished_run
+    assert at.multiselect[0].value == ["original"]
+    body = texts(at)
+    assert "**original** → **" in body, body
+    assert "latency" in body
+    assert len(plotly_charts(at)) == 4                       # 4 samples x 1 variant: top-k bars
+    assert len(at.get("image")) == 4

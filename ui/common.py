@@ -1,0 +1,254 @@
+"""Page scaffolding, session-state memory, cached loaders and formatting shared by every page."""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import streamlit as st
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DEFAULT_IMAGE_SIZE = 96
+STATUS_ICONS = {"queued": ":material/schedule:", "running": ":material/autorenew:", "cancelling": ":material/stop_circle:",
+                "done": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/cancel:",
+                "interrupted": ":material/warning:", "created": ":material/radio_button_unchecked:"}
+STATUS_COLORS = {"queued": "gray", "running": "blue", "cancelling": "orange", "done": "green", "failed": "red",
+                 "cancelled": "gray", "interrupted": "orange", "created": "gray"}
+
+
+# ------------------------------------------------------------------ start-up
+
+
+@st.cache_resource(show_spinner=False)
+def _startup(home: str) -> str | None:
+    """Once per server process and lab home: mark jobs whose process vanished, start queued ones, and warm up
+    TensorFlow in the background so the first prediction is quick. Returns an error message, if any."""
+    from core import jobs
+    if os.environ.get("LAB_NO_WARMUP") != "1":
+        threading.Thread(target=_warm_tf, name="tf-warmup", daemon=True).start()
+    try:
+        jobs.reconcile()
+    except Exception as e:  # noqa: BLE001 - a broken registry must not stop the app from showing the error
+        return f"could not check the background jobs: {e}"
+    return None
+
+
+def _warm_tf() -> None:
+    import importlib
+    try:
+        importlib.import_module("core.tfenv")        # TensorFlow loads once, before anyone waits for it
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _through_navigation() -> None:
+    """Make sure the app runs through streamlit_app.py's st.navigation.
+
+    Until st.navigation has been called once in a server process, Streamlit treats the pages/ folder the old way
+    and runs a page opened by its URL (e.g. a bookmark of /Results) on its own: no sidebar jobs, no wide layout.
+    Switch that mode off and rerun: the rerun goes through streamlit_app.py and lands on the same page.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", False) and not st.session_state.get("_nav_rerun"):
+        st.session_state["_nav_rerun"] = True      # once per session (streamlit's AppTest resets the mode every run)
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+def page(title: str, icon: str = "", intro: str | None = None) -> None:
+    """Common top of a page: start-up work, the title and a one-line introduction."""
+    from core.paths import lab_home
+    _through_navigation()
+    err = _startup(str(lab_home()))
+    if err:
+        st.error(err)
+    st.title(f"{icon} {title}".strip())
+    if intro:
+        st.caption(intro)
+
+
+# ------------------------------------------------------------------ choices remembered across pages
+
+
+def remember(key: str, default=None, options: list | None = None):
+    """Prepare the widget key `w_<key>` from the remembered value `key` (which survives page switches).
+
+    Use with `on_change=save, args=(key,)` on the widget, or call `save(key)` after it.
+    """
+    value = st.session_state.get(key, default)
+    if options is not None and value not in options:
+        value = default if default in options else (options[0] if options else None)
+    st.session_state[f"w_{key}"] = value
+    return f"w_{key}"
+
+
+def save(key: str) -> None:
+    st.session_state[key] = st.session_state.get(f"w_{key}")
+
+
+def choose(key: str, value) -> None:
+    """Set a remembered choice (e.g. the run to show on the Results page)."""
+    st.session_state[key] = value
+
+
+# ------------------------------------------------------------------ cached loaders
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def datasets_info() -> list[dict]:
+    from core.datasets import DATASETS
+    return [s.info() for s in DATASETS.values()]
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def backbones_info() -> list[dict]:
+    from core.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
+    rows = []
+    for s in BACKBONES.values():
+        src, why = weights_status(s.name)
+        rows.append({"name": s.name, "title": s.title, "default_size": s.default_size, "min_size": s.min_size,
+                     "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"),
+                     "note": s.note, "default": s.name == DEFAULT_BACKBONE})
+    return rows
+
+
+def option_defaults() -> dict:
+    try:
+        from core.compression import OPTION_DEFAULTS
+        return {g: dict(v) for g, v in OPTION_DEFAULTS.items()}
+    except Exception:  # noqa: BLE001
+        return {}
+
+
+def techniques_info() -> tuple[list[dict], list[str], str | None]:
+    """(techniques, defaults, error): the compression techniques, if the compression module is here."""
+    try:
+        from core.compression import DEFAULT_TECHNIQUES, TECHNIQUES
+    except Exception as e:  # noqa: BLE001 - the Train page still works without compression
+        return [], [], f"compression is not available: {e}"
+    rows = [{"name": t.name, "title": getattr(t, "title", t.name), "description": getattr(t, "description", ""),
+             "groups": list(getattr(t, "groups", ()))} for t in TECHNIQUES.values()]
+    return rows, [d for d in DEFAULT_TECHNIQUES if d in TECHNIQUES], None
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def presets_info() -> dict[str, str]:
+    """{preset name: title}, once the presets module exists."""
+    try:
+        from core.presets import PRESETS
+    except Exception:  # noqa: BLE001
+        return {}
+    return {n: getattr(p, "title", n) for n, p in PRESETS.items()}
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def preset_plan(name: str, quick: bool) -> dict:
+    """What a preset will do on this machine (datasets, substituted backbones, compression), with reasons."""
+    from core.errors import LabError
+    from core.presets import resolve
+    try:
+        return resolve(name, quick=quick)
+    except LabError as e:
+        return {"runnable": False, "messages": [str(e)], "runs": []}
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def prepared(dataset: str, size: int, seed: int = 0, split: tuple | None = None):
+    """A PreparedData (arrays shared read-only by all sessions; LabError propagates)."""
+    from core.data import prepare
+    return prepare(dataset, size, seed, tuple(split) if split else None)
+
+
+def run_report(run_id: str):
+    """The Results view of a run, re-read whenever its folder or registry rows change."""
+    from core.runs import run_dir
+    from core import registry
+    folder = run_dir(run_id)
+    stamp = [folder.stat().st_mtime_ns] + sorted(p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file())
+    row = registry.get_run(run_id)
+    return _run_report(run_id, f"{stamp}|{row and row['updated']}")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _run_report(run_id: str, stamp: str):
+    from core.compare import load_run
+    return load_run(run_id)
+
+
+def runs(limit: int = 200) -> list[dict]:
+    from core import registry
+    return registry.list_runs(limit)
+
+
+def done_runs() -> list[dict]:
+    return [r for r in runs() if r["status"] == "done"]
+
+
+def test_images(report) -> tuple:
+    """(images, ids) of a run's test split, in the stored order (None if the data cannot be loaded here)."""
+    cfg = report.config
+    data = prepared(cfg["dataset"], int(cfg["image_size"]), int(cfg.get("seed", 0)),
+                    tuple(cfg["split"]) if cfg.get("split") else None)
+    idx = report.predictions.get("indices")
+    if idx is None:
+        return data.x("test"), data.split_ids("test")
+    return data.images[idx], [data.ids[i] for i in idx]
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def fmt_bytes(n) -> str:
+    if n is None:
+        return "–"
+    n = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def fmt_pct(v, digits: int = 1) -> str:
+    return "–" if v is None else f"{100 * float(v):.{digits}f}%"
+
+
+def fmt_secs(s) -> str:
+    if s is None:
+        return "–"
+    s = float(s)
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def fmt_time(t) -> str:
+    return "–" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def dataset_label(name: str | None) -> str:
+    """A short label for a dataset (built-in name, or the folder/zip name of a path)."""
+    if not name:
+        return "–"
+    from core.datasets import DATASETS
+    if name in DATASETS:
+        return name
+    return Path(name).name or name
+
+
+def status_badge(status: str) -> str:
+    return f":{STATUS_COLORS.get(status, 'gray')}-badge[{STATUS_ICONS.get(status, '')} {status}]"
+
+
+def run_label(r: dict) -> str:
+    acc = "" if r.get("test_accuracy") is None else f" · {100 * r['test_accuracy']:.1f}%"
+    return (f"{r['id']} · {dataset_label(r.get('dataset'))} · {r.get('backbone') or '?'}"
+            f"{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}")

@@ -1,0 +1,191 @@
+"""The live view of background jobs: progress, curves, log, cancel, and the queue. Refreshed by st.fragment."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from core import jobs as jobs_mod
+
+from . import charts
+from .common import choose, dataset_label, fmt_pct, fmt_secs, fmt_time, remember, save, status_badge
+
+REFRESH_SECONDS = 1.0
+NOISE = ("cudart_stub.cc", "cuda_platform.cc", "absl::InitializeLog", "oneDNN custom operations",
+         "TF_ENABLE_ONEDNN_OPTS", "cpu_feature_guard", "rebuild TensorFlow with the appropriate compiler flags")
+
+
+def clean_log(text: str, lines: int = 80) -> str:
+    """The job log without TensorFlow's start-up noise, last `lines` lines."""
+    kept = [ln for ln in text.splitlines() if not any(n in ln for n in NOISE)]
+    return "\n".join(kept[-lines:])
+
+
+def watched_job(all_jobs: list[dict]) -> dict | None:
+    """The job this session watches: its own choice, else the active one, else the newest."""
+    want = st.session_state.get("job_id")
+    for j in all_jobs:
+        if j["id"] == want:
+            return j
+    active = [j for j in all_jobs if j["status"] in jobs_mod.OPEN]
+    job = (active[-1] if active else None) or (all_jobs[0] if all_jobs else None)
+    return job
+
+
+def _on_cancel(job_id: str) -> None:
+    try:
+        jobs_mod.cancel(job_id, wait=False)
+        st.toast(f"Cancelling {job_id}…", icon=":material/stop_circle:")
+    except Exception as e:  # noqa: BLE001
+        st.toast(f"Could not cancel: {e}", icon=":material/error:")
+
+
+def progress_text(job: dict) -> str:
+    p = job["progress"]
+    status = job["status"]
+    if status == "queued":
+        pos = jobs_mod.queue_position(job["id"])
+        return f"Waiting in the queue{f' (position {pos})' if pos else ''}: {jobs_mod.max_concurrent()} job(s) run at a time"
+    if status in ("cancelled", "failed", "interrupted"):
+        return f"stopped during: {p.get('message') or p.get('stage') or 'start-up'}"
+    parts = [p.get("message") or p.get("stage") or status]
+    if status in jobs_mod.ACTIVE:
+        eta = p.get("eta_seconds") if p.get("stage") in ("head", "train", "fine-tune") else None
+        overall = p.get("overall_eta_seconds")
+        if overall is not None:
+            parts.append(f"about {fmt_secs(overall)} left")
+        elif eta:
+            parts.append(f"stage ETA {fmt_secs(eta)}")
+        parts.append(f"elapsed {fmt_secs(time.time() - (job.get('started') or time.time()))}")
+    return " · ".join(parts)
+
+
+def job_panel(job: dict) -> None:
+    """Everything about one job. Cheap enough to redraw every second."""
+    spec = job["spec"]
+    cfg = spec.get("config", {})
+    p = job["progress"]
+    status = job["status"]
+    head = st.columns([5, 1.3], vertical_alignment="center")
+    with head[0]:
+        st.markdown(f"**{job['name'] or 'Training job'}** &nbsp; {status_badge(status)} &nbsp; "
+                    f"`{job['id']}` · run `{job['run_id']}`")
+        techniques = ", ".join((spec.get("compress") or {}).get("techniques") or []) or "none"
+        st.caption(f"{dataset_label(cfg.get('dataset'))} · {cfg.get('backbone')} · {cfg.get('image_size')} px · "
+                   f"{cfg.get('mode')} · {cfg.get('epochs')} epochs"
+                   f"{' + ' + str(cfg.get('fine_tune_epochs')) + ' fine-tune' if cfg.get('fine_tune_epochs') else ''}"
+                   f" · compression: {techniques}")
+    with head[1]:
+        if status in jobs_mod.OPEN:
+            st.button("Cancel job", key=f"cancel-{job['id']}", icon=":material/stop_circle:", type="secondary",
+                      on_click=_on_cancel, args=(job["id"],), disabled=status == "cancelling",
+                      width="stretch")
+    frac = 1.0 if status == "done" else float(p.get("fraction") or 0.0)
+    st.progress(min(max(frac, 0.0), 1.0), text=f"{frac:.0%} · {progress_text(job)}")
+
+    hist = job["history"]
+    if hist:
+        last = hist[-1]
+        m = st.columns(5)
+        m[0].metric("Epoch", f"{last.get('epoch')}" + (f" ({last.get('stage')})" if last.get("stage") else ""))
+        for col, key, label in ((m[1], "loss", "Loss"), (m[2], "accuracy", "Accuracy"),
+                                (m[3], "val_loss", "Val loss"), (m[4], "val_accuracy", "Val accuracy")):
+            v = last.get(key)
+            prev = hist[-2].get(key) if len(hist) > 1 else None
+            if v is None:
+                col.metric(label, "–")
+            elif "acc" in key:
+                col.metric(label, fmt_pct(v), None if prev is None else f"{100 * (v - prev):+.1f} pp")
+            else:
+                col.metric(label, f"{v:.4f}", None if prev is None else f"{v - prev:+.4f}", delta_color="inverse")
+        st.plotly_chart(charts.learning_curves(hist, p.get("fine_tune_start_epoch"), height=300),
+                        key=f"curves-{job['id']}", config={"displayModeBar": False})
+
+    if status == "done":
+        res = job.get("result") or {}
+        st.success(f"Finished in {fmt_secs((job.get('finished') or 0) - (job.get('started') or 0))}: "
+                   f"test accuracy **{fmt_pct(res.get('test_accuracy'))}**"
+                   + (f", {len(res.get('variants') or [])} compressed variant(s)" if res.get("variants") else ""))
+        for f in res.get("failed") or []:
+            st.warning(f"Compression **{f.get('technique')}** failed: {f.get('error')}")
+        if st.button("Open the results", key=f"open-{job['id']}", type="primary", icon=":material/insights:"):
+            choose("run_id", job["run_id"])
+            st.switch_page("pages/3_Results.py")
+    elif status in ("failed", "interrupted"):
+        st.error(f"The job {status}: {job.get('error') or 'no error message'}")
+    elif status == "cancelled":
+        st.warning("The job was cancelled" + (" before it started." if not job.get("started") else "."))
+
+    log = jobs_mod.read_log(job["id"]) or job.get("log_tail") or ""
+    with st.expander("Job log", expanded=status in ("failed", "interrupted")):
+        st.code(clean_log(log) or "(nothing logged yet)", language="log")
+
+
+def queue_table(all_jobs: list[dict]) -> None:
+    if not all_jobs:
+        st.caption("No jobs yet.")
+        return
+    rows = []
+    for j in all_jobs:
+        cfg = j["spec"].get("config", {})
+        rows.append({"job": j["id"], "status": j["status"],
+                     "progress": 1.0 if j["status"] == "done" else float(j["progress"].get("fraction") or 0),
+                     "dataset": dataset_label(cfg.get("dataset")), "backbone": cfg.get("backbone"),
+                     "size": cfg.get("image_size"), "queued": fmt_time(j["created"]),
+                     "accuracy": (j.get("result") or {}).get("test_accuracy"), "run": j["run_id"]})
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                 column_config={"progress": st.column_config.ProgressColumn("progress", format="percent",
+                                                                            min_value=0.0, max_value=1.0),
+                                "accuracy": st.column_config.NumberColumn("test acc.", format="percent")})
+
+
+def live_jobs_section() -> None:
+    """The Train page's job area: it refreshes itself every second while a job is open, so the page never blocks."""
+    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_mod.list_jobs(20))
+
+    @st.fragment(run_every=REFRESH_SECONDS if active_now else None)
+    def section() -> None:
+        all_jobs = jobs_mod.list_jobs(20)
+        open_now = any(j["status"] in jobs_mod.OPEN for j in all_jobs)
+        if not all_jobs:
+            st.info("No training jobs yet: set up a run above and press **Start training**.")
+            return
+        job = watched_job(all_jobs)
+        if len(all_jobs) > 1:
+            ids = [j["id"] for j in all_jobs]
+            labels = {j["id"]: f"{j['id']} · {j['status']} · {dataset_label(j['spec'].get('config', {}).get('dataset'))}"
+                               f" · {fmt_time(j['created'])}" for j in all_jobs}
+            st.session_state["job_id"] = job["id"]
+            key = remember("job_id", job["id"], ids)
+            st.selectbox("Watch job", ids, key=key, format_func=labels.get, on_change=save, args=("job_id",))
+            job = next(j for j in all_jobs if j["id"] == st.session_state[key])
+        with st.container(border=True):
+            job_panel(job)
+        st.markdown("##### Queue and recent jobs")
+        st.caption(f"At most {jobs_mod.max_concurrent()} job(s) run at once (LAB_MAX_CONCURRENT_JOBS); "
+                   "the others wait in the queue and start by themselves.")
+        queue_table(all_jobs)
+        if open_now != active_now:
+            st.rerun(scope="app")     # switch the auto-refresh on or off
+
+    section()
+
+
+def sidebar_status() -> None:
+    """A small always-visible job status in the sidebar."""
+    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_mod.list_jobs(10))
+
+    @st.fragment(run_every=2.0 if active_now else None)
+    def mini() -> None:
+        open_jobs = [j for j in jobs_mod.list_jobs(10) if j["status"] in jobs_mod.OPEN]
+        if not open_jobs:
+            st.caption("No jobs running.")
+        for j in open_jobs[:3]:
+            frac = float(j["progress"].get("fraction") or 0)
+            st.caption(f"{j['status']} · {j['progress'].get('message') or j['status']}")
+            st.progress(min(frac, 1.0))
+        if bool(open_jobs) != active_now:
+            st.rerun(scope="app")
+
+    mini()

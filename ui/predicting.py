@@ -1,0 +1,83 @@
+"""Predictions for the Predict page: decode uploads safely, run each chosen variant, keep errors per image."""
+from __future__ import annotations
+
+import streamlit as st
+
+
+def decode(items: list[tuple[str, object]], size: int) -> tuple[list, list[str | None]]:
+    """uint8 (size, size, 3) arrays for every item (bytes are decoded by PIL; nothing is unpickled or executed)."""
+    import numpy as np
+
+    from core.errors import LabError
+    from core.images import load_image, resize_array
+    arrays, errors = [], []
+    for caption, src in items:
+        try:
+            if isinstance(src, (bytes, bytearray)):
+                arrays.append(load_image(bytes(src), size))
+            else:
+                a = np.asarray(src)
+                arrays.append(a if a.shape[:2] == (size, size) else resize_array(a[None], size)[0])
+            errors.append(None)
+        except LabError as e:
+            arrays.append(None)
+            errors.append(f"{caption}: {str(e).split(': ', 1)[-1]}")
+    return arrays, errors
+
+
+@st.cache_resource(show_spinner=False, max_entries=12)
+def predictor(run_id: str, variant: str, stamp: float):
+    """A loaded model or TFLite interpreter, shared by all sessions (re-loaded when its file changes)."""
+    from core.compression import load_variant
+    return load_variant(run_id, variant, threads=2)
+
+
+def _model_stamp(run_id: str, variant: str) -> float:
+    from core.runs import run_dir
+    folder = run_dir(run_id)
+    if variant == "original":
+        return (folder / "model.keras").stat().st_mtime
+    files = list((folder / "variants" / variant).glob("model.*")) if (folder / "variants" / variant).is_dir() else []
+    return max((f.stat().st_mtime for f in files), default=0.0)
+
+
+def predict_images(run_id: str, variant: str, images: list, top_k: int) -> list[dict]:
+    """Top-k classes and the latency of each image (one forward pass per image, as a user's request would be)."""
+    import time
+
+    import numpy as np
+    model = predictor(run_id, variant, _model_stamp(run_id, variant))
+    names = model.class_names
+    if images:
+        model.predict(np.stack(images[:1]))        # warm-up: the first call of a model traces or allocates
+    out = []
+    for img in images:
+        t = time.perf_counter()
+        probs = model.predict(np.asarray(img)[None])[0]
+        ms = (time.perf_counter() - t) * 1000
+        order = np.argsort(-probs)[:top_k]
+        out.append({"top_k": [{"class": names[i], "probability": float(probs[i])} for i in order], "latency_ms": ms})
+    return out
+
+
+def predict_many(run_id: str, variants: list[str], items: list[tuple[str, object]], top_k: int):
+    """{(image index, variant): result or {"error"}}, plus general error messages."""
+    from core.runs import read_json, run_dir
+    size = int(read_json(run_dir(run_id) / "config.json")["image_size"])
+    arrays, bad = decode(items, size)
+    results: dict[tuple[int, str], dict] = {}
+    errors = [b for b in bad if b]
+    good = [i for i, a in enumerate(arrays) if a is not None]
+    if not good:
+        return results, errors
+    for v in variants:
+        try:
+            outs = predict_images(run_id, v, [arrays[i] for i in good], top_k)
+            for i, o in zip(good, outs):
+                results[(i, v)] = o
+        except Exception as e:  # noqa: BLE001 - one broken variant must not hide the others
+            from core.errors import LabError
+            msg = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
+            for i in good:
+                results[(i, v)] = {"error": msg}
+    return results, errors
