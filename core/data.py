@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -19,6 +21,7 @@ from .datasets.folder import printable
 from .errors import LabError
 from .images import load_image, resize_array
 from .paths import cache_dir
+from .runs import atomic_write_bytes
 
 SPLITS = ("train", "val", "test")
 
@@ -75,15 +78,30 @@ def split_indices(labels: np.ndarray, fractions: tuple[float, float, float] = (0
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
-def check_counts(class_names: list[str], labels: np.ndarray, minimum: int = MIN_IMAGES_PER_CLASS) -> None:
-    """Raise LabError naming every class with too few usable images."""
+def count_problems(class_names: list[str], labels: np.ndarray, minimum: int = MIN_IMAGES_PER_CLASS) -> list[str]:
+    """Every reason the usable images cannot train a classifier, each naming the classes concerned."""
+    problems = []
     if len(class_names) < 2:
-        raise LabError(f"only one class ({', '.join(class_names) or 'none'}); a classifier needs at least two")
-    counts = np.bincount(labels, minlength=len(class_names))
-    small = [f"'{c}' has {n}" for c, n in zip(class_names, counts) if n < minimum]
+        problems.append(f"only one class ({', '.join(class_names) or 'none'}); a classifier needs at least two"
+                        if class_names else "no classes found; a classifier needs at least two")
+    counts = np.bincount(labels, minlength=len(class_names)) if len(class_names) else np.zeros(0, np.int64)
+    empty = [c for c, n in zip(class_names, counts) if n == 0]
+    if empty:
+        problems.append(f"class folder{'s' if len(empty) > 1 else ''} {', '.join(repr(c) for c in empty)} "
+                        f"{'have' if len(empty) > 1 else 'has'} no usable images (empty, or every file was skipped); "
+                        "add images or remove the folder")
+    small = [f"'{c}' has {n}" for c, n in zip(class_names, counts) if 0 < n < minimum]
     if small:
-        raise LabError(f"too few usable images: {'; '.join(small)}; each class needs at least {minimum} "
-                       "to be split into train, validation and test")
+        problems.append(f"too few usable images: {'; '.join(small)}; each class needs at least {minimum} "
+                        "to be split into train, validation and test")
+    return problems
+
+
+def check_counts(class_names: list[str], labels: np.ndarray, minimum: int = MIN_IMAGES_PER_CLASS) -> None:
+    """Raise LabError naming every class with too few usable images (and a single class, and empty ones)."""
+    problems = count_problems(class_names, labels, minimum)
+    if problems:
+        raise LabError("; ".join(problems) if len(problems) > 1 else problems[0])
 
 
 def _decode_files(paths: list[str], size: int, names: list[str] | None = None
@@ -98,7 +116,9 @@ def _decode_files(paths: list[str], size: int, names: list[str] | None = None
             out[i] = load_image(paths[i], size)
             return i, None
         except LabError as e:
-            return i, str(e).split(": ", 1)[-1]
+            msg = str(e)
+            why = msg[len(paths[i]) + 2:] if msg.startswith(f"{paths[i]}: ") else msg.split(": ", 1)[-1]
+            return i, printable(why)
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
         for i, err in pool.map(one, range(len(paths))):
@@ -117,10 +137,16 @@ def prepare(dataset: str, image_size: int, seed: int = 0,
     key = hashlib.sha256(f"{s.fingerprint or spec.name}|{image_size}".encode()).hexdigest()[:20]
     cached = cache_dir() / "images" / f"{key}.npz"
     meta_path = cached.with_suffix(".json")
+    hit = None
     if cached.exists() and meta_path.exists() and s.fingerprint:
-        with np.load(cached) as z:
-            images, keep = z["images"], z["keep"]
-        skipped = [tuple(x) for x in json.loads(meta_path.read_text())["skipped"]]
+        try:                                    # a damaged cache entry is a miss, never an error
+            with np.load(cached) as z:
+                hit = z["images"], z["keep"]
+            skipped = [tuple(x) for x in json.loads(meta_path.read_text())["skipped"]]
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
+            hit = None
+    if hit is not None:
+        images, keep = hit
     else:
         if s.images is not None:
             images, keep, skipped = resize_array(s.images, image_size), np.arange(len(s)), []
@@ -128,10 +154,17 @@ def prepare(dataset: str, image_size: int, seed: int = 0,
             images, keep, skipped = _decode_files(s.paths or [], image_size, s.ids)
             keep = np.asarray(keep, np.int64)
         cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.stem + f".tmp{os.getpid()}.npz")
-        np.savez(tmp, images=images, keep=keep)
-        os.replace(tmp, cached)
-        meta_path.write_text(json.dumps({"skipped": skipped, "dataset": spec.name, "size": image_size}))
+        tag = f"{os.getpid()}-{threading.get_ident()}"
+        tmp = cached.with_name(cached.stem + f".tmp{tag}.npz")
+        try:                                    # written atomically: a crash leaves no half-written entry
+            np.savez(tmp, images=images, keep=keep)
+            atomic_write_bytes(meta_path, json.dumps({"skipped": skipped, "dataset": spec.name,
+                                                      "size": image_size}).encode())
+            os.replace(tmp, cached)
+        except OSError:
+            pass                                # a cache that cannot be written (full disk) only costs time
+        finally:
+            tmp.unlink(missing_ok=True)
     labels = s.labels[keep]
     check_counts(s.class_names, labels)
     index = split_indices(labels, fractions or spec.split, seed, None if s.split is None else s.split[keep])

@@ -6,13 +6,16 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import LabError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-MAX_PIXELS = 64_000_000  # PIL's decompression-bomb guard for a single image
-Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+MAX_PIXELS = 64_000_000  # the largest image decoded (width x height, first frame); larger ones are refused
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS   # PIL's own decompression-bomb guard (it errors only above twice this)
+Image.init()
+# Every format PIL reads except EPS, which PIL renders by running Ghostscript on the file: nothing uploaded is executed.
+READ_FORMATS = tuple(sorted(f for f in Image.OPEN if f not in {"EPS"}))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -40,17 +43,59 @@ def resize_rgb(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
+def too_large(width: int, height: int) -> str:
+    return (f"image too large: {width:,} x {height:,} = {width * height:,} pixels, over the limit of "
+            f"{MAX_PIXELS:,} pixels")
+
+
 def load_image(src: str | Path | bytes | BinaryIO, size: int) -> np.ndarray:
-    """Read a file path, bytes or file object; raise LabError with the reason if it is not a usable image."""
+    """Read a file path, bytes or file object; raise LabError with the reason if it is not a usable image.
+
+    The pixel count is checked from the header, before anything is decoded; only the first frame of an
+    animation or a multi-page file is used. Any failure of the decoder (truncated, corrupt, or a file that is
+    not an image at all) becomes a LabError: hostile input can never crash the caller.
+    """
     name = str(src) if isinstance(src, (str, Path)) else "upload"
     try:
-        fh = io.BytesIO(src) if isinstance(src, bytes) else src
-        with Image.open(fh) as img:
+        fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
+        with Image.open(fh, formats=READ_FORMATS) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise LabError(f"{name}: {too_large(w, h)}")
+            if w < 1 or h < 1:
+                raise LabError(f"{name}: not a readable image (it has no pixels)")
             img.load()
             return resize_rgb(to_rgb(img), size)
+    except LabError:
+        raise
     except Image.DecompressionBombError as e:
         raise LabError(f"{name}: image too large (over {MAX_PIXELS:,} pixels)") from e
-    except (OSError, ValueError, SyntaxError) as e:  # PIL's UnidentifiedImageError is an OSError
+    except UnidentifiedImageError as e:
+        raise LabError(f"{name}: not a readable image (not a format PIL reads, or not an image at all)") from e
+    except MemoryError as e:
+        raise LabError(f"{name}: not a readable image (too large to decode in memory)") from e
+    except Exception as e:  # noqa: BLE001 - truncated or corrupt data makes decoders raise all kinds of errors
+        raise LabError(f"{name}: not a readable image ({type(e).__name__ + ': ' if not isinstance(e, OSError) else ''}"
+                       f"{e})") from e
+
+
+def thumbnail(src: bytes | str | Path, max_side: int = 320) -> np.ndarray:
+    """A small RGB preview (aspect ratio kept) of an image, with the same checks as load_image; LabError if unusable."""
+    name = str(src) if isinstance(src, (str, Path)) else "upload"
+    try:
+        fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
+        with Image.open(fh, formats=READ_FORMATS) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise LabError(f"{name}: {too_large(w, h)}")
+            img.draft("RGB", (max_side, max_side))        # JPEG: decode at a reduced scale
+            img.load()
+            img = to_rgb(img)
+            img.thumbnail((max_side, max_side), Image.BILINEAR)
+            return np.asarray(img, dtype=np.uint8)
+    except LabError:
+        raise
+    except Exception as e:  # noqa: BLE001
         raise LabError(f"{name}: not a readable image ({e})") from e
 
 

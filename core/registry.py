@@ -56,6 +56,8 @@ def connect() -> Iterator[sqlite3.Connection]:
 
 def upsert_run(run_id: str, summary: dict | None = None, **fields) -> None:
     """Insert or update a run row; `fields` are columns from RUN_COLUMNS, `summary` is merged JSON."""
+    from .runs import check_run_id
+    check_run_id(run_id)
     bad = set(fields) - set(RUN_COLUMNS)
     if bad:
         raise ValueError(f"unknown run columns {bad}")
@@ -92,7 +94,9 @@ def list_runs(limit: int = 200) -> list[dict]:
 
 
 def replace_variants(run_id: str, variants: list[dict]) -> None:
-    """Store one row per variant (all of a run's rows are replaced at once)."""
+    """Store one row per variant (all of a run's rows are replaced at once, in one transaction)."""
+    from .runs import check_run_id
+    check_run_id(run_id)
     with connect() as con:
         con.execute("DELETE FROM variants WHERE run_id=?", (run_id,))
         for v in variants:

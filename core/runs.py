@@ -54,14 +54,39 @@ def dumps(obj: Any, **kw) -> str:
     return json.dumps(obj, default=_default, **kw)
 
 
+def _tmp_name(path: Path, prefix: str = ".") -> Path:
+    """A sibling temporary name unique to this process and thread (sessions of one server share a process)."""
+    return path.with_name(f"{prefix}{path.name}.tmp{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Write a file so that readers (and a crash at any moment) see the old content or the new, never a mix.
+
+    The data goes to a temporary sibling, is flushed to disk, then renamed over `path`; on any error (full
+    disk, permission) the temporary file is removed, the old file is left as it was, and the error propagates.
+    """
+    path = Path(path)
+    tmp = _tmp_name(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -77,7 +102,7 @@ def read_json(path: Path) -> Any:
 def save_keras(model, path: Path) -> None:
     """Save a model as .keras without optimizer state, atomically."""
     from .tfenv import keras
-    tmp = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    tmp = path.with_name(f".tmp{os.getpid()}-{secrets.token_hex(4)}-{path.name}")   # ends in .keras: native format
     bare = keras.Model(model.inputs, model.outputs, name=model.name)  # same layers, no optimizer attached
     try:
         bare.save(str(tmp))
@@ -90,6 +115,27 @@ def save_keras(model, path: Path) -> None:
 
 
 def load_keras(path: Path):
-    """Load one of the lab's own .keras files, in safe mode, without compiling."""
+    """Load one of the lab's own .keras files, in safe mode, without compiling.
+
+    Only a regular `.keras` file (a ZIP, the native format) inside the lab home is loaded: tf_keras would load
+    anything else (HDF5, SavedModel) with its legacy loader, which ignores safe mode and can run code stored in a
+    Lambda layer. Safe mode refuses such code in .keras files too.
+    """
+    import zipfile
+
+    from .paths import lab_home
     from .tfenv import keras
-    return keras.models.load_model(str(path), compile=False, safe_mode=True)
+    p = Path(path)
+    real = p.resolve()
+    if not real.is_relative_to(lab_home()):
+        raise LabError(f"{p}: models are loaded only from the lab's own runs in {lab_home()}")
+    if p.suffix != ".keras" or not real.is_file():
+        raise LabError(f"{p}: not a .keras model file")
+    if not zipfile.is_zipfile(real):
+        raise LabError(f"{p}: not a native .keras model file (refusing to load another format)")
+    try:
+        return keras.models.load_model(str(real), compile=False, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "arbitrary code" in str(e):
+            raise LabError(f"{p}: refused in safe mode: the model holds Python code (a Lambda layer)") from e
+        raise

@@ -7,7 +7,9 @@ the next queued job, so the queue advances with no browser open.
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import signal
 import sys
@@ -162,7 +164,12 @@ def run(job_id: str) -> int:
     reporter = Reporter(job_id, spec)
     reporter.flush()
     status, error, result = "failed", None, None
+    own_run = True                     # False when the run folder belongs to someone else: never touch it
     try:
+        if jobs.run_dir_exists(job["run_id"]):
+            own_run = False
+            raise LabError(f"the run folder {job['run_id']} already exists; a job never writes into another "
+                           "run's folder (submit the job again)")
         from .config import TrainConfig
         from .training import train
         cfg = TrainConfig.from_dict(spec["config"])
@@ -199,7 +206,9 @@ def run(job_id: str) -> int:
         print(f"error: {e}", flush=True)
     except BaseException as e:  # noqa: BLE001 - every failure is recorded on the job
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        error = f"{type(e).__name__}: {e}"
+        if isinstance(e, FileExistsError) and e.filename and os.path.basename(str(e.filename)) == job["run_id"]:
+            own_run = False            # training found the run folder taken: it is another run's
+        error = describe_error(e)
         traceback.print_exc()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout.flush()
@@ -209,7 +218,7 @@ def run(job_id: str) -> int:
     except Exception:  # noqa: BLE001
         pass
     try:
-        if status in ("cancelled", "failed"):
+        if status in ("cancelled", "failed") and own_run:
             jobs._mark_run(job["run_id"], status, error or status)
         if status == "cancelled":
             row = jobs.get_job(job_id)
@@ -218,12 +227,66 @@ def run(job_id: str) -> int:
         else:
             jobs.finish(job_id, status, error, result)
     finally:
-        _copy_log(job_id, job["run_id"])
+        if own_run:
+            _copy_log(job_id, job["run_id"])
         try:
             jobs.schedule()          # the queue advances without any browser open
         except Exception as e:  # noqa: BLE001
             print(f"could not start the next job: {e}", file=sys.stderr)
     return {"done": 0, "cancelled": 130}.get(status, 1)
+
+
+def _original(e: BaseException) -> BaseException:
+    """The first failure when another one happened while handling it (e.g. writing error.json on a full disk)."""
+    seen = {id(e)}
+    while e.__cause__ is None and not e.__suppress_context__ and e.__context__ is not None \
+            and id(e.__context__) not in seen:
+        e = e.__context__
+        seen.add(id(e))
+    return e
+
+
+_TMP_NAMES = (re.compile(r"^\.tmp\d+-[0-9a-f]+-(?P<name>.+)$"), re.compile(r"^\.(?P<name>.+)\.tmp\d+-[0-9a-f]+$"))
+
+
+def _final_name(filename) -> str:
+    """The file an atomic write was producing (not its temporary sibling)."""
+    path = os.fsdecode(filename)
+    head, base = os.path.split(path)
+    for rx in _TMP_NAMES:
+        m = rx.match(base)
+        if m:
+            return os.path.join(head, m["name"])
+    return path
+
+
+def _plain(e: BaseException) -> str:
+    """One failure in words; disk and permission errors say what happened and what to do."""
+    if isinstance(e, OSError) and e.errno is not None:
+        where = f" while writing {_final_name(e.filename)}" if e.filename else ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"the disk is full (no space left on device){where}: free some space and start the job again"
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            from .paths import lab_home
+            what = {errno.EACCES: "permission denied", errno.EPERM: "operation not permitted",
+                    errno.EROFS: "read-only file system"}[e.errno]
+            return f"{what}{where}: the lab's folder {lab_home()} must be writable"
+    if isinstance(e, MemoryError):
+        return "out of memory: try a smaller input size, batch size or backbone"
+    text = str(e)
+    if type(e).__name__ == "OperationalError" and "disk is full" in text:
+        return "the disk is full (the registry database cannot grow): free some space and start the job again"
+    return text if isinstance(e, LabError) else f"{type(e).__name__}: {text}"
+
+
+def describe_error(e: BaseException) -> str:
+    """The error message stored on a failed job: the original failure first, in plain words."""
+    first = _original(e)
+    msg = _plain(first)
+    same_kind = type(first) is type(e) and getattr(first, "errno", None) == getattr(e, "errno", None)
+    if first is not e and not same_kind:
+        msg += f" (then, while recording the failure: {_plain(e)})"
+    return msg
 
 
 def _copy_log(job_id: str, run_id: str) -> None:

@@ -1,15 +1,13 @@
 """Data: choose a built-in dataset, upload a ZIP of class folders, or give a folder path; see what is in it."""
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common
+from ui import charts, common, uploads
 
 common.page("Data", ":material/dataset:", "The images the lab learns from: one folder per class. Pick one here; the Train page uses it.")
 
@@ -24,20 +22,6 @@ def _short(text: str, root: str | None) -> str:
     """A skipped file's path (or a reason quoting it) relative to the dataset, not to the lab's cache."""
     text = ZIP_CACHE.sub("", str(text))
     return text.replace(root.rstrip("/") + "/", "") if root else text
-
-
-def _save_upload(up) -> str:
-    """Store an uploaded ZIP under the lab home (named by content hash) and return its path."""
-    from core.paths import sub
-    data = up.getvalue()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", up.name.rsplit(".", 1)[0])[:40] or "upload"
-    path = sub("uploads") / f"{stem}-{digest}.zip"
-    if not path.exists():
-        tmp = path.with_suffix(f".part{os.getpid()}")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return str(path)
 
 
 infos = {d["name"]: d for d in common.datasets_info()}
@@ -58,11 +42,17 @@ if source == SOURCES[0]:
     dataset = name
 elif source == SOURCES[1]:
     st.caption("A ZIP holding one folder per class (e.g. `red/…jpg`, `blue/…jpg`), optionally inside `train/` and "
-               "`test/` folders. Entries that would escape the folder, links and ZIP bombs are refused; "
-               "files that are not images are skipped and listed.")
-    up = st.file_uploader("ZIP of class folders", type=["zip"], key="data_zip")
+               "`test/` folders. Entries that would escape the folder, links, encrypted entries and ZIP bombs are "
+               "refused; files that are not images, and corrupt, truncated or oversized images, are skipped and "
+               "listed.  \n" + uploads.dataset_limits())
+    limit_mb = uploads.upload_limit_mb()
+    up = st.file_uploader("ZIP of class folders", type=["zip"], key="data_zip", max_upload_size=limit_mb)
     if up is not None:
-        dataset = _save_upload(up)
+        refused = uploads.too_large(up, limit_mb)
+        if refused:
+            st.error(f"**Upload refused.** {refused}.", icon=":material/error:")
+            st.stop()
+        dataset = uploads.save_upload(up.name, up.getvalue())
         st.session_state["uploaded_dataset"] = dataset
     elif st.session_state.get("uploaded_dataset"):
         dataset = st.session_state["uploaded_dataset"]
@@ -77,17 +67,30 @@ if not dataset:
     st.info("Choose a dataset to see its classes and images.")
     st.stop()
 
+from core.errors import LabError  # noqa: E402
+
 try:
     with st.spinner(f"Reading {common.dataset_label(dataset)}…"):
         data = common.prepared(dataset, PREVIEW_SIZE)
-except Exception as e:  # noqa: BLE001 - LabError explains what is wrong; anything else is shown too
-    from core.errors import LabError
-    st.error(f"**This data cannot be used.** {e}" if isinstance(e, LabError) else f"**Could not read the data:** "
-             f"{type(e).__name__}: {e}", icon=":material/error:")
+except LabError as e:
+    st.error(f"**This data cannot be used.** {_short(str(e), None)}", icon=":material/error:")
     st.caption(f"Expected: one sub-folder per class (at least two classes), each with at least {MIN_PER_CLASS} "
                "readable images; optionally split into train/ and test/ folders.")
+    with st.spinner("Checking every file…"):
+        report = common.check_report(dataset)
+    st.session_state["data_check"] = report
+    st.markdown("#### Check report")
+    src = report.get("source") or ""
+    uploads.render_report(report, lambda t: _short(t, src[len("folder "):] if src.startswith("folder ") else None))
+    st.stop()
+except Exception as e:  # noqa: BLE001 - anything unexpected is shown, not raised
+    st.error(f"**Could not read the data:** {type(e).__name__}: {e}", icon=":material/error:")
     st.stop()
 
+from core.check import report_from_prepared  # noqa: E402
+
+report = report_from_prepared(dataset, data)
+st.session_state["data_check"] = report
 st.session_state["dataset"] = dataset
 counts = data.counts()
 totals = np.bincount(data.labels, minlength=len(data.class_names))
@@ -132,8 +135,8 @@ for k, cls in enumerate(data.class_names):
         if len(pick):
             st.image([data.images[i] for i in pick], width=84)
 
-if data.skipped:
-    with st.expander(f"Skipped files ({len(data.skipped)})", expanded=len(data.skipped) <= 20):
-        root = data.source[len("folder "):] if data.source.startswith("folder ") else None
-        st.dataframe(pd.DataFrame([(_short(f, root), _short(why, root)) for f, why in data.skipped[:2000]],
-                                  columns=["file", "why"]), hide_index=True, width="stretch")
+st.markdown("#### Check report")
+st.caption("The same report as `python -m core check-dataset PATH --json`: classes, usable images per class, "
+           "skipped files with the reason, and problems.")
+root = data.source[len("folder "):] if data.source.startswith("folder ") else None
+uploads.render_report(report, lambda t: _short(t, root), counts=False)   # counts: the table above

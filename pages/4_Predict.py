@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from ui import charts, common
+from core.images import thumbnail
 from ui.predicting import predict_many
 
 common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
@@ -44,10 +45,20 @@ source = source or SOURCES[0]
 
 items: list[tuple[str, object]] = []          # (caption, bytes or uint8 array)
 if source == SOURCES[0]:
+    from core.images import MAX_PIXELS
+    from ui import uploads
+    limit_mb = uploads.upload_limit_mb()
     ups = st.file_uploader("Images (any format PIL reads)", accept_multiple_files=True, key="predict_uploads",
-                           type=None, help="JPEG, PNG, WebP, BMP, TIFF, GIF… any size; each is resized to the "
-                                               "model's input size.")
+                           type=None, max_upload_size=limit_mb,
+                           help="JPEG, PNG, WebP, BMP, TIFF, GIF… any mode (grey, 16-bit, CMYK, with alpha); each is "
+                                "resized to the model's input size.")
+    st.caption(f"Up to {limit_mb} MB and {MAX_PIXELS / 1e6:g} megapixels per image; the first frame of an animation "
+               "is used. Anything that is not an image gets a message; nothing uploaded is stored, unpickled or run.")
     for up in (ups or [])[:MAX_IMAGES]:
+        refused = uploads.too_large(up, limit_mb)
+        if refused:
+            st.error(refused)
+            continue
         items.append((up.name, up.getvalue()))
     if ups and len(ups) > MAX_IMAGES:
         st.caption(f"Only the first {MAX_IMAGES} images are used.")
@@ -107,8 +118,8 @@ for n_img, (caption, src) in enumerate(items):
         cols = st.columns([1.3] + [2] * per_row, vertical_alignment="top", gap="medium")
         with cols[0]:
             if isinstance(src, (bytes, bytearray)):
-                try:
-                    st.image(src, caption=caption, width="stretch")
+                try:                       # a checked, decoded preview: the raw upload is never passed on
+                    st.image(thumbnail(bytes(src)), caption=caption, width="stretch")
                 except Exception:  # noqa: BLE001
                     st.caption(caption)
             else:

@@ -165,6 +165,30 @@ def prepared(dataset: str, size: int, seed: int = 0, split: tuple | None = None)
     return prepare(dataset, size, seed, tuple(split) if split else None)
 
 
+def _path_stamp(dataset: str) -> str:
+    """Changes when a folder or file given by path changes (its own and its sub-folders' modification times)."""
+    p = Path(dataset)
+    try:
+        st_ = p.stat()
+        stamp = [st_.st_mtime_ns, st_.st_size]
+        if p.is_dir():
+            stamp += sorted(c.stat().st_mtime_ns for c in p.iterdir() if c.is_dir())
+        return str(stamp)
+    except OSError:
+        return "missing"
+
+
+def check_report(dataset: str) -> dict:
+    """`python -m core check-dataset` for a dataset (never raises for bad data), re-checked when it changes."""
+    return _check_report(dataset, _path_stamp(dataset))
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=16)
+def _check_report(dataset: str, stamp: str) -> dict:
+    from core.check import check_dataset
+    return check_dataset(dataset)
+
+
 def run_report(run_id: str):
     """The Results view of a run, re-read whenever its folder or registry rows change."""
     from core.runs import run_dir
