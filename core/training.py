@@ -227,6 +227,9 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
     except BaseException as e:
         msg = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
         status = "cancelled" if isinstance(e, KeyboardInterrupt) else "failed"
-        write_json(folder / "error.json", {"error": msg, "traceback": traceback.format_exc()})
         registry.upsert_run(run_id, {"error": msg}, status=status, error=msg)
+        try:
+            write_json(folder / "error.json", {"error": msg, "traceback": traceback.format_exc()})
+        except OSError:
+            pass  # a full or read-only disk must not hide the original error
         raise
