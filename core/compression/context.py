@@ -1,0 +1,75 @@
+"""The workbench one compress() call shares between techniques: the run, its data, options and
+intermediate models (a pruned model feeds both `pruning` and `pruning_int8`, and is trained once)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from ..config import TrainConfig
+from ..data import PreparedData, prepare
+from ..errors import LabError
+from ..progress import Progress, ProgressEvent
+from ..runs import read_json
+from .predictor import RunInfo
+
+
+class Workbench:
+    def __init__(self, info: RunInfo, options: dict[str, dict[str, Any]], progress: Progress, threads: int,
+                 tmp: Path):
+        self.info, self.options, self.progress, self.threads, self.tmp = info, options, progress, threads, tmp
+        self.cfg = TrainConfig.from_dict(info.config)
+        self.data: PreparedData = prepare(self.cfg.dataset, self.cfg.image_size, self.cfg.seed, self.cfg.split)
+        if self.data.class_names != info.class_names:
+            raise LabError(f"dataset '{self.cfg.dataset}' now has classes {self.data.class_names}, "
+                           f"the run was trained on {info.class_names}")
+        stored = info.folder / "predictions.json"
+        if stored.is_file() and read_json(stored).get("indices") != self.data.index["test"].tolist():
+            raise LabError(f"the test split of '{self.cfg.dataset}' differs from the one the run was evaluated on "
+                           "(the dataset changed since training); variants could not be compared honestly")
+        self._memo: dict[Any, Any] = {}
+
+    def say(self, stage: str, message: str) -> None:
+        self.progress(ProgressEvent(stage, message))
+
+    def original(self):
+        """A fresh copy of the trained model (tfmot's clustering modifies the model it is given)."""
+        from ..runs import load_keras
+        return load_keras(self.info.folder / "model.keras")
+
+    def fine_tune_data(self):
+        """The run's training split, preprocessed by the same pipeline as training, in shuffled batches."""
+        from ..pipeline import image_dataset
+        from .tfmot_methods import FineTuneData
+        tr = self.data.index["train"]
+        bs = self.cfg.batch_size
+        return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.images[tr], self.data.labels[tr], bs,
+                                                  True, self.cfg.seed, self.cfg.augment),
+                            int(np.ceil(len(tr) / bs)), self.progress, self.cfg.seed)
+
+    def representative_images(self) -> np.ndarray:
+        """A seeded sample of training images (uint8) for int8 calibration."""
+        tr = self.data.index["train"]
+        n = min(self.options["tflite"]["representative_images"], len(tr))
+        pick = np.sort(np.random.default_rng(self.cfg.seed).choice(tr, n, replace=False))
+        return self.data.images[pick]
+
+    def representative(self) -> Callable[[], Iterator[list[np.ndarray]]]:
+        """The converter's representative dataset: the sample, preprocessed exactly as for prediction."""
+        from ..backbones import preprocess
+        x = np.asarray(preprocess(self.cfg.backbone, self.representative_images()), np.float32)
+        return lambda: ([x[i:i + 1]] for i in range(len(x)))
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def saved_model(self, key: str, model_fn: Callable[[], Any]) -> Path:
+        """A lean SavedModel of a Keras model, exported once per compress() call and shared by all TFLite levels."""
+        from .tflite import export_saved_model
+
+        def make() -> Path:
+            return export_saved_model(model_fn(), self.cfg.image_size, self.tmp / f"saved_model_{key}")
+        return self.memo(("saved_model", key), make)
