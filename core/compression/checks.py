@@ -23,22 +23,26 @@ def result_checks(rows: list[dict], seconds: float, default_set: bool) -> list[d
             out.append(_check(f"{name} loses at most 1 accuracy point", drop <= 0.01, round(drop, 4), "<= 0.01"))
             if f32:
                 ratio = r["size_bytes"] / f32["size_bytes"]
-                out.append(_check(f"{name} at most 1/3 of the float32 .tflite", ratio <= 1 / 3, round(ratio, 3), "<= 0.333"))
+                out.append(_check(f"{name} at most 1/3 of the float32 .tflite", ratio <= 1 / 3, round(ratio, 3),
+                                  "<= 0.333"))
     for r in rows:
         if r["technique"] == "pruning":
             target = r["options"]["pruning"]["sparsity"]
             drop = orig["test_accuracy"] - r["test_accuracy"]
             gz = r["gzip_bytes"] / orig["gzip_bytes"]
-            out += [_check(f"{r['name']} prunable-kernel sparsity within 0.02 of {target}",
-                           r["sparsity"] is not None and abs(r["sparsity"] - target) <= 0.02, r["sparsity"], f"{target} +- 0.02"),
+            close = r["sparsity"] is not None and abs(r["sparsity"] - target) <= 0.02
+            out += [_check(f"{r['name']} prunable-kernel sparsity within 0.02 of {target}", close, r["sparsity"],
+                           f"{target} +- 0.02"),
                     _check(f"{r['name']} gzipped at most 70% of the original's", gz <= 0.70, round(gz, 3), "<= 0.70"),
                     _check(f"{r['name']} loses at most 2 accuracy points", drop <= 0.02, round(drop, 4), "<= 0.02")]
         if r["technique"] == "clustering" and r["options"]["clustering"]["clusters"] <= 16:
             gz = r["gzip_bytes"] / orig["gzip_bytes"]
-            out.append(_check(f"{r['name']} gzipped at most 40% of the original's", gz <= 0.40, round(gz, 3), "<= 0.40"))
+            out.append(_check(f"{r['name']} gzipped at most 40% of the original's", gz <= 0.40, round(gz, 3),
+                              "<= 0.40"))
     i8 = by.get("tflite_int8")
     if i8:
-        out.append(_check("full-int8 TFLite batch-1 latency below Keras tf.function", i8["latency_ms_p50"] < orig["latency_ms_p50"],
+        out.append(_check("full-int8 TFLite batch-1 latency below Keras tf.function",
+                          i8["latency_ms_p50"] < orig["latency_ms_p50"],
                           [i8["latency_ms_p50"], orig["latency_ms_p50"]], "int8 p50 < Keras p50"))
     tfl = [r["eval_images_per_s"] for r in rows if r["format"] == "tflite" and r["name"] != "tflite_dynamic"]
     if tfl:

@@ -57,5 +57,6 @@ def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None
         row["checks"] = {"matches_original": ok}
         row.setdefault("notes", []).append(
             f"{'OK' if ok else 'MISMATCH'}: agrees {agree['agreement']:.2%} with the Keras model, "
-            f"largest probability difference {agree['max_prob_diff']:.2e} (must be 100% and <= {IDENTICAL_MAX_PROB_DIFF:g})")
+            f"largest probability difference {agree['max_prob_diff']:.2e} "
+            f"(must be 100% and <= {IDENTICAL_MAX_PROB_DIFF:g})")
     return row, probs

@@ -50,13 +50,15 @@ class WeightCount:
         def ratio(z: int, n: int) -> float | None:
             return round(z / n, 6) if n else None
         return {"params": self.params, "sparsity": ratio(self.prunable_zeros, self.prunable),
-                "sparsity_all": ratio(self.zeros, self.params), "sparsity_depthwise": ratio(self.depthwise_zeros, self.depthwise),
+                "sparsity_all": ratio(self.zeros, self.params),
+                "sparsity_depthwise": ratio(self.depthwise_zeros, self.depthwise),
                 "prunable_params": self.prunable, "max_unique_per_kernel": self.max_unique_per_kernel}
 
 
 def percentile_ms(seconds: Iterable[float]) -> dict:
     s = np.asarray(list(seconds)) * 1000.0
-    return {"latency_ms_p50": round(float(np.percentile(s, 50)), 4), "latency_ms_p95": round(float(np.percentile(s, 95)), 4),
+    return {"latency_ms_p50": round(float(np.percentile(s, 50)), 4),
+            "latency_ms_p95": round(float(np.percentile(s, 95)), 4),
             "latency_ms_mean": round(float(s.mean()), 4), "latency_runs": int(s.size)}
 
 

@@ -65,7 +65,8 @@ def _variant(wb: Workbench, test: TestSplit, tech: Technique, reference) -> dict
     wb.say(f"compress:{tech.name}", f"evaluating {name}")
     row, _ = _measure(wb, test, built.file, reference, tech.expect_identical)
     return {"name": name, "technique": tech.name, "title": tech.title, **row,
-            "notes": built.notes + row.pop("notes", []), "files": _relative(wb.info, built.file, folder / "metrics.json"),
+            "notes": built.notes + row.pop("notes", []),
+            "files": _relative(wb.info, built.file, folder / "metrics.json"),
             "build_seconds": round(build_seconds, 2), "options": {g: wb.options[g] for g in tech.groups},
             "info": built.info}
 
@@ -116,7 +117,8 @@ def compress(run_id: str, techniques: list[str] | None = None, options: dict | N
                 row = _variant(wb, test, tech, reference)
             except Exception as e:  # noqa: BLE001 - one failing technique must not lose the others
                 msg = str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}"
-                failed.append({"technique": name, "error": msg.splitlines()[0][:500], "traceback": traceback.format_exc()})
+                failed.append({"technique": name, "error": msg.splitlines()[0][:500],
+                               "traceback": traceback.format_exc()})
                 progress(ProgressEvent(f"compress:{name}", f"{name} failed: {msg.splitlines()[0][:200]}"))
                 continue
             row["seconds"] = round(time.perf_counter() - t, 2)

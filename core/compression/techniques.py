@@ -43,7 +43,8 @@ def _pruned(wb: "Workbench"):
     o = wb.options["pruning"]
 
     def make():
-        wb.say("compress:pruning", f"pruning to {o['sparsity']:.0%} ({o['schedule']}, {o['epochs']} epochs, {o['scope']})")
+        wb.say("compress:pruning",
+               f"pruning to {o['sparsity']:.0%} ({o['schedule']}, {o['epochs']} epochs, {o['scope']})")
         return prune(wb.original(), wb.fine_tune_data(), o["sparsity"], o["schedule"], o["epochs"], o["lr"],
                      o["scope"], o["ramp"])
     return wb.memo(("pruned", tuple(sorted(o.items()))), make)
@@ -102,7 +103,8 @@ def _tflite_level(level: str) -> Callable[["Workbench", Path], Built]:
     return build
 
 
-_DENSE_FILE = "the .keras file stores zeros and repeated values densely: its raw size does not shrink, its gzipped size does"
+_DENSE_FILE = ("the .keras file stores zeros and repeated values densely: its raw size does not shrink, "
+               "its gzipped size does")
 
 
 def _build_pruning(wb: "Workbench", folder: Path) -> Built:
@@ -172,7 +174,8 @@ def register(t: Technique) -> Technique:
     return t
 
 
-register(Technique("pruning", "Magnitude pruning", "tfmot prune_low_magnitude, fine-tuned with UpdatePruningStep, stripped",
+register(Technique("pruning", "Magnitude pruning",
+                   "tfmot prune_low_magnitude, fine-tuned with UpdatePruningStep, stripped",
                    ("pruning",), _pruned_name, _build_pruning))
 register(Technique("clustering", "Weight clustering", "tfmot cluster_weights, fine-tuned, stripped",
                    ("clustering",), _clustered_name, _build_clustering))
@@ -188,7 +191,8 @@ register(Technique("pruning_int8", "Pruning, then int8", "the pruned model conve
                    ("pruning", "tflite"), lambda o: _pruned_name(o) + "_int8", _build_pruning_int8))
 register(Technique("clustering_int8", "Clustering, then int8", "the clustered model converted to full-integer TFLite",
                    ("clustering", "tflite"), lambda o: _clustered_name(o) + "_int8", _build_clustering_int8))
-register(Technique("pqat", "Pruning-preserving QAT", "prune, then QAT keeping the zeros (collaborative optimization), int8 TFLite",
+register(Technique("pqat", "Pruning-preserving QAT",
+                   "prune, then QAT keeping the zeros (collaborative optimization), int8 TFLite",
                    ("pruning", "pqat"), lambda o: f"pqat_{_pct(o['pruning']['sparsity'])}_int8",
                    lambda wb, folder: _build_qat(wb, folder, preserve_sparsity=True)))
 

@@ -29,8 +29,8 @@ from ..progress import Progress, keras_callback
 from ..tfenv import keras, tf  # noqa: F401  (tf_keras must be set up before tfmot is imported)
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
-from tensorflow_model_optimization.python.core.clustering.keras.clustering_registry import ClusteringRegistry  # noqa: E402
-from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry  # noqa: E402
+from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry  # noqa: E402
+from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 
 
 @dataclass
@@ -53,7 +53,7 @@ def _registry_weights(registry, layer) -> list[str]:
 
 def prunable_weight_names(layer) -> list[str]:
     """Names of the weights tfmot prunes in this layer (Conv2D/Dense kernels; none for DepthwiseConv2D)."""
-    return _registry_weights(PruneRegistry, layer)
+    return _registry_weights(prune_registry.PruneRegistry, layer)
 
 
 def weight_group(layer, weight) -> str | None:
@@ -68,7 +68,8 @@ def weight_group(layer, weight) -> str | None:
 def prepare_fine_tune(model, scope: str = "whole") -> None:
     """Freeze BatchNorm everywhere, and the backbone too when only the head is compressed."""
     for layer in model.layers:
-        layer.trainable = not isinstance(layer, keras.layers.BatchNormalization) and (scope == "whole" or is_head(layer))
+        in_scope = scope == "whole" or is_head(layer)
+        layer.trainable = in_scope and not isinstance(layer, keras.layers.BatchNormalization)
 
 
 def _wrap(model, wrap: Callable, selected: Callable[[object], bool]):
@@ -125,10 +126,11 @@ def cluster(model, data: FineTuneData, clusters: int, epochs: int, lr: float, sc
              "linear": tfmot.clustering.keras.CentroidInitialization.LINEAR,
              "density": tfmot.clustering.keras.CentroidInitialization.DENSITY_BASED}
     prepare_fine_tune(model, scope)
-    wrapped, names = _wrap(
-        model, lambda l: tfmot.clustering.keras.cluster_weights(l, number_of_clusters=clusters,
-                                                                cluster_centroids_init=inits[init]),
-        lambda l: bool(_registry_weights(ClusteringRegistry, l)) and (scope == "whole" or is_head(l)))
+    def selected(layer) -> bool:
+        return bool(_registry_weights(clustering_registry.ClusteringRegistry, layer)) and \
+            (scope == "whole" or is_head(layer))
+    wrapped, names = _wrap(model, lambda l: tfmot.clustering.keras.cluster_weights(
+        l, number_of_clusters=clusters, cluster_centroids_init=inits[init]), selected)
     history = _fit(wrapped, data, epochs, lr, stage, []) if epochs else []
     return tfmot.clustering.keras.strip_clustering(wrapped), {"clustered_layers": len(names), "history": history}
 
@@ -213,10 +215,13 @@ def _foldable_batchnorms(model) -> tuple[dict[str, object], dict[str, object]]:
     linear = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
     after, before = {}, {}
     for bn in model.layers:
-        if not isinstance(bn, keras.layers.BatchNormalization) or list(bn.axis) not in ([-1], [len(bn.input_shape) - 1]):
+        channels_last = isinstance(bn, keras.layers.BatchNormalization) and \
+            list(bn.axis) in ([-1], [len(bn.input_shape) - 1])
+        if not channels_last:
             continue
         prev = bn.inbound_nodes[0].inbound_layers
-        if isinstance(prev, linear) and len(consumers[prev.name]) == 1 and prev.get_config().get("activation") == "linear":
+        if isinstance(prev, linear) and len(consumers[prev.name]) == 1 \
+                and prev.get_config().get("activation") == "linear":
             after[prev.name] = bn
             continue
         nxt = bn
@@ -258,7 +263,8 @@ def fold_batchnorm(model):
                 if isinstance(layer, keras.layers.DepthwiseConv2D):
                     scale = scale.reshape(kernel.shape[2], kernel.shape[3])
                 kernel, bias = kernel * scale, bias * scale.reshape(-1) + shift
-            n_out = kernel.shape[2] * kernel.shape[3] if isinstance(layer, keras.layers.DepthwiseConv2D) else kernel.shape[-1]
+            depthwise = isinstance(layer, keras.layers.DepthwiseConv2D)
+            n_out = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[-1]
             config["use_bias"], weights = True, [kernel, (np.zeros(n_out, np.float32) + bias).astype(np.float32)]
         clone = layer.__class__.from_config(config)
         new[id(layer.output)] = clone(x)
