@@ -1093,3 +1093,16 @@ def test_run_ids_and_names_cannot_traverse_paths(colours, trained_run, clean_job
         chosen = at.selectbox(key=f"w_{key}").value
         assert check_run_id(chosen) and run_dir(chosen).parent == runs_dir()
     assert not escaped("escape") and not escaped("x")
+
+
+def test_a_variant_file_linked_outside_the_run_is_refused(tmp_path):
+    from core.compression.predictor import variant_file
+    from core.runs import new_run_id, run_dir
+    rid = new_run_id()
+    d = run_dir(rid, create=True) / "variants" / "tflite_float32"
+    d.mkdir(parents=True)
+    outside = tmp_path / "elsewhere.tflite"
+    outside.write_bytes(b"x")
+    (d / "model.tflite").symlink_to(outside)
+    with pytest.raises(LabError, match="outside the run folder"):
+        variant_file(rid, "tflite_float32")

@@ -201,6 +201,8 @@ def variant_file(run_id: str, name: str) -> Path:
         for f in MODEL_FILES:
             p = run_dir(run_id) / "variants" / name / f
             if p.is_file():
+                if p.is_symlink() or not p.resolve().is_relative_to(run_dir(run_id).resolve()):
+                    raise LabError(f"variant '{name}' of run '{run_id}' points outside the run folder; refused")
                 return p
     raise LabError(f"run '{run_id}' has no variant '{name}'; available: {', '.join(variant_names(run_id))} "
                    "(create variants with `python -m core compress RUN_ID`)")
