@@ -64,7 +64,7 @@ def test_data_page_shows_classes_counts_and_samples():
     assert at.selectbox(key="w_builtin_dataset").value == "shapes"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "3" and metrics["Images"] == "1,500"
-    assert int(metrics["Train"]) + int(metrics["Validation"]) + int(metrics["Test"]) == 1500
+    assert sum(int(metrics[k].replace(",", "")) for k in ("Train", "Validation", "Test")) == 1500
     assert len(plotly_charts(at)) == 1                       # counts per class and split
     assert len(at.get("image")) == 3                          # one row of samples per class
     assert "circle" in texts(at) and "triangle" in texts(at)

