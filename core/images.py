@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -48,6 +50,21 @@ def too_large(width: int, height: int) -> str:
             f"{MAX_PIXELS:,} pixels")
 
 
+def _name(src) -> str:
+    return str(src) if isinstance(src, (str, Path)) else "upload"
+
+
+@contextmanager
+def _open_checked(src, name: str) -> Iterator[Image.Image]:
+    """Open an image lazily and refuse it by its header size before anything is decoded."""
+    fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
+    with Image.open(fh, formats=READ_FORMATS) as img:
+        w, h = img.size
+        if w * h > MAX_PIXELS:
+            raise LabError(f"{name}: {too_large(w, h)}")
+        yield img
+
+
 def load_image(src: str | Path | bytes | BinaryIO, size: int) -> np.ndarray:
     """Read a file path, bytes or file object; raise LabError with the reason if it is not a usable image.
 
@@ -55,13 +72,10 @@ def load_image(src: str | Path | bytes | BinaryIO, size: int) -> np.ndarray:
     animation or a multi-page file is used. Any failure of the decoder (truncated, corrupt, or a file that is
     not an image at all) becomes a LabError: hostile input can never crash the caller.
     """
-    name = str(src) if isinstance(src, (str, Path)) else "upload"
+    name = _name(src)
     try:
-        fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
-        with Image.open(fh, formats=READ_FORMATS) as img:
+        with _open_checked(src, name) as img:
             w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise LabError(f"{name}: {too_large(w, h)}")
             if w < 1 or h < 1:
                 raise LabError(f"{name}: not a readable image (it has no pixels)")
             img.load()
@@ -81,13 +95,9 @@ def load_image(src: str | Path | bytes | BinaryIO, size: int) -> np.ndarray:
 
 def thumbnail(src: bytes | str | Path, max_side: int = 320) -> np.ndarray:
     """A small RGB preview (aspect ratio kept) of an image, with the same checks as load_image; LabError if unusable."""
-    name = str(src) if isinstance(src, (str, Path)) else "upload"
+    name = _name(src)
     try:
-        fh = io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src
-        with Image.open(fh, formats=READ_FORMATS) as img:
-            w, h = img.size
-            if w * h > MAX_PIXELS:
-                raise LabError(f"{name}: {too_large(w, h)}")
+        with _open_checked(src, name) as img:
             img.draft("RGB", (max_side, max_side))        # JPEG: decode at a reduced scale
             img.load()
             img = to_rgb(img)
