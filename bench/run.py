@@ -43,6 +43,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     from core.backbones import build_backbone
     from core.config import TrainConfig
     from core.data import prepare
+    from core.energy import meter
     from core.metrics import classification_metrics
     from core.model import HeadConfig, assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
     from core.pipeline import image_dataset, predict_images
@@ -51,12 +52,13 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
 
     cfg = TrainConfig(dataset="shapes", image_size=size, epochs=epochs, seed=0)
     data = prepare(cfg.dataset, size, cfg.seed)  # decoding is shared by all three; not timed
-    lab_t, plain_t, floor_t, lab_acc, plain_acc = [], [], [], [], []
+    lab_t, plain_t, floor_t, lab_acc, plain_acc, lab_j, plain_j, floor_j = [], [], [], [], [], [], [], []
     for _ in range(repeats):
         _clear_feature_cache()
         t = time.perf_counter()
         s = train(cfg)
         lab_t.append(s["timings"].get("features", 0) + s["timings"]["head"])
+        lab_j.append(sum(s["energy"]["stages"][k]["joules"] for k in ("features", "head")))
         lab_acc.append(s["test_accuracy"])
 
         keras.utils.set_random_seed(cfg.seed)
@@ -67,26 +69,32 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
         set_trainable_from(model, len(backbone.layers), None)
         model.compile(keras.optimizers.Adam(cfg.learning_rate), "sparse_categorical_crossentropy", ["accuracy"])
         tr, va = data.index["train"], data.index["val"]
-        t = time.perf_counter()
-        model.fit(image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed),
-                  validation_data=image_dataset(cfg.backbone, data.images[va], data.labels[va], 64),
-                  epochs=epochs, verbose=0)
-        plain_t.append(time.perf_counter() - t)
+        with meter() as m:
+            t = time.perf_counter()
+            model.fit(image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed),
+                      validation_data=image_dataset(cfg.backbone, data.images[va], data.labels[va], 64),
+                      epochs=epochs, verbose=0)
+            plain_t.append(time.perf_counter() - t)
+        plain_j.append(m["energy"].joules)
         probs = predict_images(model, cfg.backbone, data.x("test"))
         plain_acc.append(classification_metrics(data.y("test"), probs, data.class_names)["accuracy"])
 
         extractor = feature_extractor(backbone, pool)
         predict_images(extractor, cfg.backbone, data.images[:64])  # trace once, as the lab's first batch does
-        t = time.perf_counter()
-        predict_images(extractor, cfg.backbone, data.images[tr])
-        predict_images(extractor, cfg.backbone, data.images[va])
-        floor_t.append(time.perf_counter() - t)
+        with meter() as m:
+            t = time.perf_counter()
+            predict_images(extractor, cfg.backbone, data.images[tr])
+            predict_images(extractor, cfg.backbone, data.images[va])
+            floor_t.append(time.perf_counter() - t)
+        floor_j.append(m["energy"].joules)
     med = statistics.median
     return {"fe_images": int(len(data.index["train"]) + len(data.index["val"])), "fe_image_size": size,
             "fe_epochs": epochs, "fe_repeats": repeats,
             "fe_lab_seconds": med(lab_t), "fe_plain_seconds": med(plain_t), "fe_floor_seconds": med(floor_t),
             "fe_speedup": med(plain_t) / med(lab_t), "fe_floor_multiple": med(lab_t) / med(floor_t),
-            "fe_accuracy_lab": med(lab_acc), "fe_accuracy_plain": med(plain_acc)}
+            "fe_accuracy_lab": med(lab_acc), "fe_accuracy_plain": med(plain_acc),
+            "fe_lab_joules": med(lab_j), "fe_plain_joules": med(plain_j), "fe_floor_joules": med(floor_j),
+            "fe_energy_saving": med(plain_j) / med(lab_j), "energy_method": m["energy"].method.split(":")[0]}
 
 
 def bench_scaling(counts: list[int], sizes: list[int], epochs: int) -> dict:
@@ -121,7 +129,8 @@ def bench_variants(size: int, techniques: list[str] | None) -> dict:
     t = time.perf_counter()
     out = compress(run["run_id"], techniques)
     keys = ("name", "technique", "test_accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",
-            "throughput_ips", "eval_images_per_s", "agreement", "sparsity")
+            "throughput_ips", "eval_images_per_s", "agreement", "sparsity", "compress_energy_j", "energy_per_1000_j",
+            "energy_per_1000_single_j")
     return {"variants_run_id": run["run_id"], "compress_seconds": round(time.perf_counter() - t, 1),
             "variants": [{k: v.get(k) for k in keys} for v in out["variants"]]}
 
@@ -137,23 +146,28 @@ def markdown(r: dict) -> str:
              f"{r['date']}, total {r['total_seconds']:.0f} s)", "",
              f"**Feature-extraction training**, shapes, {r['fe_images']} train+val images at {r['fe_image_size']} px, "
              f"{r['fe_epochs']} epochs, median of {r['fe_repeats']}:", "",
-             "| | seconds | test accuracy |", "|---|---|---|",
-             f"| plain frozen `fit` | {f(r['fe_plain_seconds'])} | {f(r['fe_accuracy_plain'], 4)} |",
-             f"| lab (cached features + head) | {f(r['fe_lab_seconds'])} | {f(r['fe_accuracy_lab'], 4)} |",
-             f"| floor (one backbone pass) | {f(r['fe_floor_seconds'])} | |", "",
-             f"Speed-up **{r['fe_speedup']:.1f}x**; lab time = **{r['fe_floor_multiple']:.2f}x** the one-pass floor.", "",
+             f"| | seconds | energy J ({r.get('energy_method', '-')}) | test accuracy |", "|---|---|---|---|",
+             f"| plain frozen `fit` | {f(r['fe_plain_seconds'])} | {f(r.get('fe_plain_joules'), 0)} | "
+             f"{f(r['fe_accuracy_plain'], 4)} |",
+             f"| lab (cached features + head) | {f(r['fe_lab_seconds'])} | {f(r.get('fe_lab_joules'), 0)} | "
+             f"{f(r['fe_accuracy_lab'], 4)} |",
+             f"| floor (one backbone pass) | {f(r['fe_floor_seconds'])} | {f(r.get('fe_floor_joules'), 0)} | |", "",
+             f"Speed-up **{r['fe_speedup']:.1f}x**; lab time = **{r['fe_floor_multiple']:.2f}x** the one-pass floor; "
+             f"energy **{r.get('fe_energy_saving', 0):.1f}x** less than the plain fit.", "",
              "**Scaling** (whole cold `train`, 10 epochs): " + ", ".join(
                  f"{x['images']} images {x['seconds']} s" for x in r["scaling_images"]) + "; " + ", ".join(
                  f"{x['image_size']} px {x['seconds']} s" for x in r["scaling_size"]), ""]
     if r.get("variants"):
         lines += [f"**Variants** of one shapes run at 96 px (compression took {r['compress_seconds']} s):", "",
-                  "| variant | accuracy | size KB | gzip KB | p50 ms | p95 ms | batch img/s | eval img/s | agreement | sparsity |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  "| variant | accuracy | size KB | gzip KB | p50 ms | p95 ms | batch img/s | eval img/s | agreement | "
+                  "sparsity | J to compress | J/1k batched | J/1k single |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for v in r["variants"]:
             lines.append(f"| {v['name']} | {f(v['test_accuracy'], 4)} | {f(v['size_bytes'] / 1024, 0)} | "
                          f"{f(v['gzip_bytes'] / 1024, 0)} | {f(v['latency_ms_p50'])} | {f(v['latency_ms_p95'])} | "
                          f"{f(v.get('throughput_ips'), 0)} | {f(v.get('eval_images_per_s'), 0)} | "
-                         f"{f(v.get('agreement'), 3)} | {f(v.get('sparsity'), 3)} |")
+                         f"{f(v.get('agreement'), 3)} | {f(v.get('sparsity'), 3)} | {f(v.get('compress_energy_j'), 0)} | "
+                         f"{f(v.get('energy_per_1000_j'), 1)} | {f(v.get('energy_per_1000_single_j'), 1)} |")
     return "\n".join(lines) + "\n"
 
 

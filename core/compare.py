@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry
+from .energy import co2e_g
 from .errors import LabError
 from .runs import read_json, run_dir
 
@@ -20,7 +21,7 @@ class Column:
     key: str
     label: str
     better: str | None      # "max", "min" or None (not ranked)
-    kind: str = "float"     # float | pct | bytes | ms | int | text
+    kind: str = "float"     # float | pct | bytes | ms | joules | grams | int | text
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -35,6 +36,10 @@ COLUMNS: tuple[Column, ...] = (
     Column("throughput_ips", "Images/s", "max", "float"),
     Column("sparsity", "Sparsity", "max", "pct"),
     Column("agreement", "Agreement", "max", "pct"),
+    Column("energy_to_make_j", "Energy to make", "min", "joules"),
+    Column("co2e_to_make_g", "CO2e to make", "min", "grams"),
+    Column("energy_per_1000_j", "Energy / 1k predictions", "min", "joules"),
+    Column("co2e_per_1000_g", "CO2e / 1k predictions", "min", "grams"),
 )
 RANKED = tuple(c for c in COLUMNS if c.better)
 
@@ -137,9 +142,26 @@ class RunReport:
                 return v
         raise LabError(f"run {self.run_id} has no variant '{name}' (has {', '.join(v['name'] for v in self.variants)})")
 
-    def table(self) -> list[dict]:
-        """One row per variant with the comparison columns only."""
-        return [{c.key: v.get(c.key) for c in COLUMNS} for v in self.variants]
+    @property
+    def train_energy(self) -> dict:
+        """The run's measured or estimated training energy (all stages), {} for runs from before it was metered."""
+        return (self.run.get("energy") or {}).get("total") or {}
+
+    def table(self, region: str | None = None) -> list[dict]:
+        """One row per variant with the comparison columns only; CO2e for `region` (default: the chosen one).
+
+        Energy to make a variant = the run's training energy + the energy of its compression step."""
+        train_j = _num(self.train_energy.get("joules"))
+        rows = []
+        for v in self.variants:
+            build_j = 0.0 if v.get("name") == "original" else _num(v.get("compress_energy_j"))
+            make_j = None if train_j is None or build_j is None else train_j + build_j
+            per_k = _num(v.get("energy_per_1000_j"))
+            v = {**v, "energy_to_make_j": make_j,
+                 "co2e_to_make_g": None if make_j is None else co2e_g(make_j / 3.6e6, region),
+                 "co2e_per_1000_g": None if per_k is None else co2e_g(per_k / 3.6e6, region)}
+            rows.append({c.key: v.get(c.key) for c in COLUMNS})
+        return rows
 
     def per_class_rows(self) -> list[dict]:
         rows = []

@@ -1,18 +1,21 @@
 """Energy and carbon of a piece of work, measured where the machine allows it, estimated otherwise.
 
-Measured: Intel/AMD RAPL package counters (/sys/class/powercap/intel-rapl:*/energy_uj) when readable.
-Estimated: CPU time of this process x watts per busy core (LAB_CPU_WATTS_PER_CORE, default 10 W, a typical
-server core at load). Carbon: kWh x the grid intensity of a region from a built-in table; nothing is looked up
-on the network. Every figure carries the method it came from.
+Measured: Intel/AMD RAPL package counters (/sys/class/powercap/intel-rapl:*/energy_uj) when readable (they
+cover the whole processor package, so other work on the machine is counted too).
+Estimated: CPU time of this process (all its threads: utilisation x wall time) x watts per busy core
+(setting `cpu_watts_per_core` / LAB_CPU_WATTS_PER_CORE, default 10 W, a typical server core at load; idle power
+and memory are left out). Carbon: kWh x the grid intensity of a region from a built-in table (setting
+`carbon_region` / LAB_CARBON_REGION); nothing is looked up on the network. Every figure carries its method.
 """
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
+
+from . import settings
 
 # Grid carbon intensity, g CO2e per kWh, yearly averages (Ember / IEA, 2023, rounded). Rough by nature.
 CARBON_INTENSITY: dict[str, tuple[str, float]] = {
@@ -29,16 +32,26 @@ DEFAULT_REGION = "WORLD"
 RAPL = Path("/sys/class/powercap")
 
 
+DEFAULT_WATTS_PER_CORE = 10.0
+
+
 def region() -> str:
-    r = os.environ.get("LAB_CARBON_REGION", DEFAULT_REGION).upper()
+    """The carbon region chosen by the user (environment, then lab settings), WORLD when unknown."""
+    r = str(settings.get("carbon_region", DEFAULT_REGION)).upper()
     return r if r in CARBON_INTENSITY else DEFAULT_REGION
 
 
 def watts_per_core() -> float:
     try:
-        return float(os.environ.get("LAB_CPU_WATTS_PER_CORE", "10"))
-    except ValueError:
-        return 10.0
+        w = float(settings.get("cpu_watts_per_core", DEFAULT_WATTS_PER_CORE))
+    except (TypeError, ValueError):
+        return DEFAULT_WATTS_PER_CORE
+    return w if 0 < w < 1000 else DEFAULT_WATTS_PER_CORE
+
+
+def co2e_g(kwh: float, where: str | None = None) -> float:
+    """Grams of CO2e for `kwh` in a region (the chosen one by default)."""
+    return kwh * CARBON_INTENSITY.get((where or region()).upper(), CARBON_INTENSITY[DEFAULT_REGION])[1]
 
 
 def _rapl_joules() -> float | None:
@@ -98,3 +111,10 @@ def total(parts: list[Energy]) -> Energy:
     methods = sorted({p.method.split(":")[0] for p in parts})
     return Energy(sum(p.wall_seconds for p in parts), sum(p.cpu_seconds for p in parts),
                   sum(p.joules for p in parts), " + ".join(methods), parts[0].region)
+
+
+def per_1000(e: Energy, images: int) -> dict:
+    """Energy of `e` spread over `images` predictions, scaled to 1,000 predictions."""
+    k = 1000.0 / images if images else 0.0
+    return {"joules": e.joules * k, "kwh": e.kwh * k, "co2e_g": e.co2e_g * k, "cpu_seconds": e.cpu_seconds * k,
+            "images": images, "method": e.method, "region": e.region}

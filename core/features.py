@@ -16,22 +16,52 @@ def features_key(data: PreparedData, backbone: str, weights: str, pooling: str) 
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def cached_features(extractor, data: PreparedData, backbone: str, weights: str, pooling: str,
-                    batch_size: int = 64) -> tuple[np.ndarray, bool]:
-    """Pooled features for every image of `data` (row i belongs to image i); (features, was_cached).
+class FeatureStore:
+    """Pooled features of every image of `data` (row i belongs to image i), computed by rows on demand.
 
+    Training asks for the train and validation rows, evaluation for the test rows, so each stage pays for its own
+    backbone pass. The rows known so far are saved (features and a mask of known rows) and later runs load them.
     Randomly initialised backbones are never cached: their features change with every build.
     """
-    path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling)}.npy"
-    cacheable = weights != "random" and bool(data.fingerprint)
-    if cacheable and path.exists():
-        feats = np.load(path)
-        if feats.shape[0] == len(data.images):
-            return feats, True
-    feats = predict_images(extractor, backbone, data.images, batch_size).astype(np.float32)
-    if cacheable:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npy")
-        np.save(tmp, feats)
-        os.replace(tmp, path)
-    return feats, False
+
+    def __init__(self, extractor, data: PreparedData, backbone: str, weights: str, pooling: str,
+                 batch_size: int = 64) -> None:
+        self.extractor, self.data, self.backbone, self.batch_size = extractor, data, backbone, batch_size
+        self.path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling)}.npz"
+        self.cacheable = weights != "random" and bool(data.fingerprint)
+        self.values: np.ndarray | None = None
+        self._known = np.zeros(len(data.images), bool)
+        if self.cacheable and self.path.exists():
+            try:
+                with np.load(self.path) as z:
+                    values, known = z["values"], z["known"]
+                if values.shape[0] == known.shape[0] == len(data.images):
+                    self.values, self._known = values, known.astype(bool)
+            except (OSError, ValueError, KeyError):
+                pass                                  # an unreadable cache is recomputed
+        self.was_cached = self.values is not None
+
+    @property
+    def dim(self) -> int:
+        return int(self.extractor.output_shape[-1])
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Features of the images at `idx` (computing those not known yet)."""
+        idx = np.asarray(idx, dtype=np.int64)
+        missing = idx[~self._known[idx]]
+        if len(missing):
+            feats = predict_images(self.extractor, self.backbone, self.data.images[missing], self.batch_size)
+            if self.values is None:
+                self.values = np.zeros((len(self.data.images), feats.shape[1]), np.float32)
+            self.values[missing] = feats
+            self._known[missing] = True
+            self._save()
+        return self.values[idx] if self.values is not None else np.zeros((0, self.dim), np.float32)
+
+    def _save(self) -> None:
+        if not self.cacheable:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.tmp{os.getpid()}.npz")
+        np.savez(tmp, values=self.values, known=self._known)
+        os.replace(tmp, self.path)

@@ -33,14 +33,6 @@ def image_dataset(backbone: str, images: np.ndarray, labels: np.ndarray | None =
     return ds.map(_prep, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def feature_dataset(features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-    from .tfenv import tf
-    ds = tf.data.Dataset.from_tensor_slices((features, labels))
-    if shuffle:
-        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its compiled inference function
 
 

@@ -16,10 +16,11 @@ from .config import TrainConfig
 from .data import PreparedData, prepare
 from .energy import Energy, meter, total
 from .errors import LabError
-from .features import cached_features
+from .features import FeatureStore
+from .head_fit import fit_features
 from .metrics import classification_metrics
 from .model import assemble, feature_extractor, head_layers, head_model, pooling_layer, set_trainable_from
-from .pipeline import feature_dataset, image_dataset, predict_images
+from .pipeline import image_dataset, predict_images
 from .progress import Progress, ProgressEvent, keras_callback, silent
 from .runs import new_run_id, run_dir, save_keras, write_json
 
@@ -43,39 +44,38 @@ def _callbacks(cfg: TrainConfig, progress: Progress, stage: str, epochs: int, of
     return cbs
 
 
-def _history(h, stage: str, offset: int) -> list[dict]:
-    n = len(next(iter(h.history.values()), []))
+def _history(history: dict[str, list[float]], stage: str, offset: int) -> list[dict]:
+    n = len(next(iter(history.values()), []))
     return [{"epoch": offset + i + 1, "stage": stage,
-             **{k: float(v[i]) for k, v in h.history.items() if k != "lr"}} for i in range(n)]
+             **{k: float(v[i]) for k, v in history.items() if k != "lr"}} for i in range(n)]
 
 
-def _fit_head(cfg, progress, data: PreparedData, features: np.ndarray, layers: list) -> list[dict]:
+def _fit_head(cfg, progress, data: PreparedData, features: FeatureStore, layers: list) -> list[dict]:
     """Train the head on cached features: epochs cost a few milliseconds instead of a backbone pass."""
-    head = head_model(features.shape[1], layers)
-    tr = data.index["train"]
+    head = head_model(features.dim, layers)
+    tr, va = data.index["train"], data.index["val"]
     steps = int(np.ceil(len(tr) / cfg.batch_size))
-    head.compile(_optimizer(cfg.optimizer, cfg.learning_rate, cfg.lr_decay, steps),
-                 "sparse_categorical_crossentropy", ["accuracy"])
-    va = data.index["val"]
-    val = feature_dataset(features[va], data.labels[va], 256, False, cfg.seed) if len(va) else None
-    h = head.fit(feature_dataset(features[tr], data.labels[tr], cfg.batch_size, True, cfg.seed), epochs=cfg.epochs,
-                 validation_data=val, verbose=0,
-                 callbacks=_callbacks(cfg, progress, "head", cfg.epochs, 0, val is not None))
-    return _history(h, "head", 0)
+    val = (features.rows(va), data.labels[va]) if len(va) else None
+    history = fit_features(head, _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lr_decay, steps),
+                           features.rows(tr), data.labels[tr], val, cfg.epochs, cfg.batch_size, cfg.seed,
+                           _callbacks(cfg, progress, "head", cfg.epochs, 0, val is not None))
+    return _history(history, "head", 0)
 
 
 def _keep_best(model, val_ds, offset: int):
-    """A callback that keeps the weights with the lowest val_loss, counting the state before this stage."""
+    """A callback that keeps the weights with the best validation accuracy (ties: the lower val_loss), counting the
+    state before this stage: fine-tuning replaces the head-only model only when it classifies validation better."""
     from .tfenv import keras
 
     class KeepBest(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            self.best = model.evaluate(val_ds, verbose=0)[0]
-            self.best_epoch, self.best_weights = offset, model.get_weights()
+            loss, acc = model.evaluate(val_ds, verbose=0)[:2]
+            self.best, self.best_epoch, self.best_weights = (acc, -loss), offset, model.get_weights()
 
         def on_epoch_end(self, epoch, logs=None):
-            if logs and logs.get("val_loss", np.inf) < self.best:
-                self.best, self.best_epoch, self.best_weights = logs["val_loss"], epoch + 1, model.get_weights()
+            score = ((logs or {}).get("val_accuracy", -np.inf), -(logs or {}).get("val_loss", np.inf))
+            if score > self.best:
+                self.best, self.best_epoch, self.best_weights = score, epoch + 1, model.get_weights()
 
         def on_train_end(self, logs=None):
             model.set_weights(self.best_weights)
@@ -87,8 +87,8 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
                 offset: int) -> tuple[list[dict], int | None]:
     """Train the full model on images (fine-tuning, augmentation, or end-to-end training).
 
-    Fine-tuning keeps the epoch with the best validation loss, the pre-fine-tuning state included, so a
-    stage that only disturbs a good head cannot make the model worse. Returns (history, kept epoch).
+    Fine-tuning keeps the epoch with the best validation accuracy (then loss), the pre-fine-tuning state included,
+    so a stage that only disturbs a good head cannot make the model worse. Returns (history, kept epoch).
     """
     tr, va = data.index["train"], data.index["val"]
     steps = int(np.ceil(len(tr) / cfg.batch_size))
@@ -100,7 +100,7 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
     keep = _keep_best(model, val, offset) if stage == "fine-tune" and val is not None else None
     h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
                   callbacks=callbacks + ([keep] if keep else []))
-    return _history(h, stage, offset), (keep.best_epoch if keep else None)
+    return _history(h.history, stage, offset), (keep.best_epoch if keep else None)
 
 
 def _resolve_fine_tune_at(at: int | None, backbone_layers: int) -> int | None:
@@ -157,10 +157,14 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         use_cache = cfg.mode == "feature-extraction" and not cfg.augment.active
         features_cached = None
         if use_cache:
-            progress(ProgressEvent("features", f"computing {spec.title} features for {len(data.images)} images"))
-            with stage("features"):
-                extractor = feature_extractor(backbone, pool)
-                features, features_cached = cached_features(extractor, data, cfg.backbone, weights, cfg.head.pooling)
+            fit_rows = np.concatenate([data.index["train"], data.index["val"]])
+            progress(ProgressEvent("features", f"{spec.title} features of {len(fit_rows)} training and validation "
+                                               "images (computed once, then cached)"))
+            with stage("features"):        # the training and validation rows; test rows at evaluation
+                features = FeatureStore(feature_extractor(backbone, pool), data, cfg.backbone, weights,
+                                        cfg.head.pooling)
+                features_cached = features.was_cached
+                features.rows(fit_rows)
             with stage("head"):
                 history += _fit_head(cfg, progress, data, features, layers)
             model = assemble(backbone, pool, layers)
@@ -189,7 +193,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             if use_cache and not cfg.fine_tune_epochs:
                 # The backbone is unchanged since its features were cached: evaluate the head on them, after
                 # checking on real images that the assembled model gives the same outputs.
-                probs = head_model(features.shape[1], layers).predict(features[data.index["test"]], verbose=0)
+                head = head_model(features.dim, layers)
+                probs = head(features.rows(data.index["test"]), training=False).numpy()
                 check = predict_images(model, cfg.backbone, x_test[:32])
                 gap = float(np.abs(check - probs[:32]).max()) if len(check) else 0.0
                 if gap > 1e-3:

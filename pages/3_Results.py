@@ -8,7 +8,8 @@ import streamlit as st
 
 from core.compare import COLUMNS, RANKED, best_per_column, confusion_pairs, misclassified_for, normalise_rows, \
     pareto_front, to_csv
-from ui import charts, common
+from core import energy
+from ui import charts, common, energy_view
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
 
@@ -59,20 +60,26 @@ st.markdown(f"{common.status_badge(rep.status)} &nbsp; **{common.dataset_label(c
             f"{cfg.get('backbone')} · {cfg.get('image_size')} px · {cfg.get('mode')} · head: {head.get('pooling')} pooling"
             f"{', dense ' + '-'.join(map(str, head.get('dense') or [])) if head.get('dense') else ''}, dropout "
             f"{head.get('dropout')} · weights: {run.get('weights', '?')}")
-m = st.columns(6)
+region = S.get("carbon_region") if S.get("carbon_region") in energy.CARBON_INTENSITY else energy.region()
+train_e = rep.train_energy
+m = st.columns(7)
 m[0].metric("Test accuracy", common.fmt_pct(rep.metrics.get("accuracy")))
 m[1].metric("Macro-F1", f"{rep.metrics.get('macro_f1', 0):.3f}")
 m[2].metric("Test images", rep.metrics.get("num", "–"))
 m[3].metric("Epochs", run.get("epochs_run", len(rep.history.get("epochs", []))))
 m[4].metric("Training time", common.fmt_secs(run.get("train_seconds")))
-m[5].metric("Variants", len(rep.variants))
+m[5].metric("Training energy", common.fmt_energy(train_e.get("joules")),
+            help=(f"{common.fmt_co2(energy.co2e_g(train_e['kwh'], region))} CO2e "
+                  f"({energy.CARBON_INTENSITY[region][0]}); {train_e.get('method', '')}. See the Energy tab.")
+            if train_e else "Not metered (a run from before energy metering).")
+m[6].metric("Variants", len(rep.variants))
 if run.get("warnings"):
     for wmsg in run["warnings"]:
         st.warning(wmsg)
 
-rows = rep.table()
-t_curves, t_compare, t_cm, t_class, t_dl = st.tabs(["Learning curves", "Compare variants", "Confusion matrix",
-                                                    "Per-class report", "Downloads"])
+rows = rep.table(region)
+t_curves, t_compare, t_energy, t_cm, t_class, t_dl = st.tabs(["Learning curves", "Compare variants", "Energy",
+                                                              "Confusion matrix", "Per-class report", "Downloads"])
 
 # ------------------------------------------------------------------ learning curves
 with t_curves:
@@ -102,6 +109,10 @@ with t_compare:
             col = vals.map(common.fmt_bytes)
         elif c.kind == "ms":
             col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.2f} ms")
+        elif c.kind == "joules":
+            col = vals.map(common.fmt_energy)
+        elif c.kind == "grams":
+            col = vals.map(common.fmt_co2)
         elif c.kind == "float":
             col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.3f}" if v < 100 else f"{v:,.0f}")
         else:
@@ -123,7 +134,9 @@ with t_compare:
 
     st.dataframe(shown.style.apply(_highlight, axis=None), hide_index=True, width="stretch")
     st.caption("★ and green: the best value of each column (higher accuracy, F1, throughput, sparsity and agreement; "
-               "lower size and latency). Agreement: share of test images where the variant's top-1 equals the original's.")
+               "lower size, latency and energy). Agreement: share of test images where the variant's top-1 equals the "
+               f"original's. Energy: {train_e.get('method') or 'not metered'}; CO2e for "
+               f"{energy.CARBON_INTENSITY[region][0]} (the Energy tab explains both).")
     ca, cb = st.columns(2)
     with ca:
         front = pareto_front(rows, "size_bytes", "test_accuracy")
@@ -142,6 +155,42 @@ with t_compare:
         else:
             st.caption("No latency measured yet (compression measures it for every variant).")
     st.caption("Stars and the dashed line: the Pareto front, the variants that no other variant beats on both axes.")
+
+# ------------------------------------------------------------------ energy
+with t_energy:
+    left, right = st.columns([3, 2], gap="large")
+    with right:
+        region = energy_view.region_picker()
+        with st.expander("What do these numbers mean?", expanded=False):
+            energy_view.explain()
+    with left:
+        axis = st.radio("Energy axis", ["per 1,000 predictions", "to make the variant"], horizontal=True,
+                        key=common.remember("energy_axis", "per 1,000 predictions",
+                                            ["per 1,000 predictions", "to make the variant"]),
+                        on_change=common.save, args=("energy_axis",))
+        key = "energy_per_1000_j" if axis.startswith("per") else "energy_to_make_j"
+        if any(r.get(key) is not None for r in rows):
+            st.plotly_chart(charts.pareto_scatter(rows, key, "test_accuracy", pareto_front(rows, key, "test_accuracy"),
+                                                  f"energy {axis} (J)", "test accuracy", x_fmt=":,.3g",
+                                                  title=f"Accuracy against energy {axis}"),
+                            config={"displayModeBar": False}, key=f"pareto-energy-{key}")
+        else:
+            st.caption("No energy measured for the variants yet (compression meters every variant's inference).")
+    stages = energy_view.stages_table(run, region)
+    if stages is None:
+        st.caption("This run was trained before energy metering: no per-stage figures.")
+    else:
+        st.markdown(f"**Training, stage by stage** · total {common.fmt_energy(train_e.get('joules'))}, "
+                    f"{common.fmt_co2(energy.co2e_g(train_e.get('kwh', 0.0), region))} CO2e")
+        st.dataframe(stages, hide_index=True, width="stretch")
+    made = [v for v in rep.variants if v.get("compress_energy")]
+    if made:
+        st.markdown("**Compression steps**")
+        st.dataframe(pd.DataFrame([{"variant": v["name"], "time": common.fmt_secs(v.get("build_seconds")),
+                                    "energy": common.fmt_energy(v["compress_energy"].get("joules")),
+                                    "CO2e": common.fmt_co2(energy.co2e_g(v["compress_energy"].get("kwh", 0.0), region)),
+                                    "method": v["compress_energy"].get("method", "")} for v in made]),
+                     hide_index=True, width="stretch")
 
 # ------------------------------------------------------------------ confusion matrix
 with t_cm:

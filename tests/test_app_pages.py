@@ -18,12 +18,15 @@ os.environ.setdefault("LAB_NO_WARMUP", "1")
 @pytest.fixture(scope="module")
 def finished_run():
     """A real, quickly trained run on the default dataset (an MLP at 16 px errs often enough to have misclassified
-    images to show)."""
+    images to show), with one compressed variant."""
+    from core.compression import compress
     from core.config import TrainConfig
     from core.model import HeadConfig
     from core.training import train
     cfg = TrainConfig(dataset="shapes", backbone="mlp", image_size=16, epochs=2, head=HeadConfig(dense=[16]))
-    return train(cfg)["run_id"]
+    run_id = train(cfg)["run_id"]
+    compress(run_id, ["tflite_float32"], {"measure": {"latency_runs": 50, "warmup_runs": 2, "throughput_repeats": 1}})
+    return run_id
 
 
 def open_page(page: str, **state) -> AppTest:
@@ -131,14 +134,36 @@ def test_train_page_widgets_and_start_a_job(tmp_path):
     assert jobs.get_job(job_id)["status"] in ("cancelled", "done")
 
 
+def _column(at: AppTest, label: str) -> list:
+    """The values of a column of the first table on the page that has it."""
+    for df in at.dataframe:
+        if label in df.value.columns:
+            return list(df.value[label])
+    raise AssertionError(f"no table with a '{label}' column")
+
+
 def test_results_page_shows_a_finished_run(finished_run):
     at = open_page("pages/3_Results.py", run_id=finished_run)
     assert at.selectbox(key="w_run_id").value == finished_run
     labels = [t.label for t in at.tabs]
-    assert labels == ["Learning curves", "Compare variants", "Confusion matrix", "Per-class report", "Downloads"]
+    assert labels == ["Learning curves", "Compare variants", "Energy", "Confusion matrix", "Per-class report",
+                      "Downloads"]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Test accuracy"].endswith("%") and metrics["Epochs"] == "2"
-    assert len(plotly_charts(at)) >= 3                       # curves, size scatter, confusion matrix
+    assert metrics["Training energy"].endswith((" J", " Wh"))
+    assert len(plotly_charts(at)) >= 5          # curves, size and latency scatters, energy scatter, confusion matrix
+    assert "What these numbers are" in texts(at) and "Training, stage by stage" in texts(at)
+    # The carbon region is a lab setting: switching it recomputes every CO2e figure from the same energy.
+    assert os.environ.get("LAB_CARBON_REGION") is None
+    before = _column(at, "CO2e to make")
+    at.selectbox(key="carbon_region").set_value("PL").run()
+    assert not at.exception
+    after = _column(at, "CO2e to make")
+    from core import energy, settings
+    try:
+        assert energy.region() == "PL" and before != after and len(after) == 2
+    finally:
+        settings.save(carbon_region="WORLD")
     assert "Misclassified test images" in texts(at)
     pair = at.selectbox(key="w_cm_pair")
     assert "→" in pair.value
@@ -153,9 +178,9 @@ def test_results_page_shows_a_finished_run(finished_run):
 def test_predict_page_renders_a_prediction(finished_run):
     at = open_page("pages/4_Predict.py", predict_run=finished_run, predict_source="Samples from the test set")
     assert at.selectbox(key="w_predict_run").value == finished_run
-    assert at.multiselect[0].value == ["original"]
+    assert at.multiselect[0].value == ["original", "tflite_float32"]
     body = texts(at)
-    assert "**original** → **" in body, body
+    assert "**original** → **" in body and "**tflite_float32** → **" in body, body
     assert "latency" in body
-    assert len(plotly_charts(at)) == 4                       # 4 samples x 1 variant: top-k bars
+    assert len(plotly_charts(at)) == 8                       # 4 samples x 2 variants: top-k bars
     assert len(at.get("image")) == 4

@@ -61,6 +61,9 @@ def test_all_variants_built_and_speed_report(result):
             assert row[key] is not None, (row["name"], key)
         assert row["latency_runs"] >= 50 and row["latency_ms_p95"] >= row["latency_ms_p50"] > 0
         assert np.sum(row["confusion_matrix"]) == row["num_test"] == 225
+        assert row["energy_per_1000_j"] > 0 and row["energy_per_1000_single_j"] > 0
+        assert row["inference_energy"]["batched"]["images"] == 225 and row["inference_energy"]["single"]["method"]
+        assert row["compress_energy_j"] > 0 or row["name"] == "original"
     # speed targets are machine-dependent: reported, not asserted
     print("\n" + "\n".join(f"{c['check']}: {c['value']} ({'ok' if c['passed'] else 'NOT MET'})"
                            for c in result["checks"]))
@@ -72,6 +75,17 @@ def test_float32_tflite_agrees_with_keras(result):
     assert f32["agreement"] == 1.0 and f32["max_prob_diff"] < 1e-4
     assert f32["checks"] == {"matches_original": True}
     assert f32["test_accuracy"] == _by_name(result)["original"]["test_accuracy"]
+
+
+def test_int8_inference_costs_less_energy_than_keras(result):
+    """The issue's check: energy per 1,000 predictions of the full-int8 model is below the Keras model's."""
+    v = _by_name(result)
+    keras_b, int8_b = v["original"]["energy_per_1000_j"], v["tflite_int8_io"]["energy_per_1000_j"]
+    keras_1, int8_1 = v["original"]["energy_per_1000_single_j"], v["tflite_int8_io"]["energy_per_1000_single_j"]
+    print(f"\nenergy per 1,000 predictions, batched: Keras {keras_b:.2f} J, int8 {int8_b:.2f} J; "
+          f"one at a time: Keras {keras_1:.2f} J, int8 {int8_1:.2f} J")
+    assert int8_b < keras_b and int8_1 < keras_1
+    assert v["pruned_50"]["compress_energy_j"] > v["tflite_float32"]["compress_energy_j"]   # fine-tuning vs conversion
 
 
 def test_int8_levels_small_and_accurate(result):
@@ -149,6 +163,29 @@ def test_results_stored_with_run_and_registry(result):
     assert set(rows) == set(_by_name(result))
     assert rows["pruned_50"]["sparsity"] == _by_name(result)["pruned_50"]["sparsity"]
     assert rows["tflite_int8"]["technique"] == "tflite_int8" and rows["tflite_int8"]["data"]["per_class"]
+
+
+def test_energy_in_the_comparison_and_from_the_cli(result, capsys, monkeypatch):
+    """Energy to make = training + compression step; CO2e follows the chosen region; `show --json` has it all."""
+    from core.cli import main
+    from core.compare import load_run
+    monkeypatch.setenv("LAB_CARBON_REGION", "FR")
+    rep = load_run(result["run_id"])
+    train_j = rep.train_energy["joules"]
+    fr = {r["name"]: r for r in rep.table()}
+    pl = {r["name"]: r for r in rep.table("PL")}
+    assert fr["original"]["energy_to_make_j"] == pytest.approx(train_j)
+    pruned = _by_name(result)["pruned_50"]
+    assert fr["pruned_50"]["energy_to_make_j"] == pytest.approx(train_j + pruned["compress_energy_j"])
+    assert fr["pruned_50"]["co2e_to_make_g"] == pytest.approx(fr["pruned_50"]["energy_to_make_j"] / 3.6e6 * 55)
+    assert pl["tflite_int8"]["co2e_per_1000_g"] == pytest.approx(fr["tflite_int8"]["co2e_per_1000_g"] * 660 / 55)
+    assert main(["show", result["run_id"], "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["run"]["energy"]["total"]["joules"] == pytest.approx(train_j)
+    assert shown["run"]["energy"]["total"]["method"].startswith(("estimated", "measured"))
+    v = {r["name"]: r["data"] for r in shown["variants"]}
+    assert v["tflite_int8"]["energy_per_1000_j"] == _by_name(result)["tflite_int8"]["energy_per_1000_j"]
+    assert v["pruned_50"]["compress_energy"]["method"].startswith(("estimated", "measured"))
 
 
 def test_exported_files_work_outside_the_lab(result):

@@ -51,3 +51,27 @@ def test_rapl_counters_are_used_when_readable(tmp_path, monkeypatch):
 def test_total_adds_stages():
     t = energy.total([energy.estimate(1.0), energy.estimate(2.0)])
     assert t.cpu_seconds == pytest.approx(3.0) and t.joules == pytest.approx(30.0)
+
+
+def test_region_and_power_come_from_lab_settings_unless_the_environment_says(monkeypatch, tmp_path):
+    from core import settings
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    monkeypatch.delenv("LAB_CARBON_REGION", raising=False)
+    monkeypatch.delenv("LAB_CPU_WATTS_PER_CORE", raising=False)
+    assert energy.region() == "WORLD" and energy.watts_per_core() == 10
+    settings.save(carbon_region="se", cpu_watts_per_core=15)
+    assert energy.region() == "SE" and energy.estimate(2.0).joules == pytest.approx(30.0)
+    assert energy.co2e_g(1.0) == pytest.approx(40) and energy.co2e_g(1.0, "PL") == pytest.approx(660)
+    monkeypatch.setenv("LAB_CARBON_REGION", "NO")
+    assert energy.region() == "NO" and settings.overridden("carbon_region")
+    (tmp_path / "settings.json").write_text("{not json")
+    monkeypatch.delenv("LAB_CARBON_REGION")
+    assert energy.region() == "WORLD"                       # a broken settings file falls back to the defaults
+    with pytest.raises(ValueError, match="unknown settings"):
+        settings.save(colour="green")
+
+
+def test_per_1000_scales_by_the_number_of_predictions():
+    e = energy.estimate(0.5)                                 # 5 J for 250 images
+    k = energy.per_1000(e, 250)
+    assert k["joules"] == pytest.approx(20.0) and k["images"] == 250 and k["method"] == e.method

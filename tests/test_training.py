@@ -71,6 +71,16 @@ def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run)
     assert [e["stage"] for e in history["epochs"]] == ["head"] * 10 + ["fine-tune"] * 2
     assert history["epochs"][10]["epoch"] == 11
     assert ft["test_accuracy"] >= fe_run["test_accuracy"] - 1e-9
+    # Energy: fine-tuning runs the backbone forward and backward over every image, so it costs clearly more than
+    # the cached-feature run, and the two energies stand in the ratio of their CPU time (exactly so when estimated).
+    fe_e, ft_e = fe_run["energy"]["total"], ft["energy"]["total"]
+    assert set(ft["energy"]["stages"]) >= {"features", "head", "fine_tune", "evaluate"}
+    assert ft_e["joules"] > 1.5 * fe_e["joules"] > 0
+    cpu_ratio, energy_ratio = ft_e["cpu_seconds"] / fe_e["cpu_seconds"], ft_e["joules"] / fe_e["joules"]
+    if ft_e["method"].startswith("estimated"):
+        assert energy_ratio == pytest.approx(cpu_ratio, rel=1e-6)
+    else:                                                # RAPL counts the whole machine: within reason
+        assert 0.5 < energy_ratio / cpu_ratio < 2
 
 
 def test_reports_head_early_stopping_and_decay():

@@ -254,6 +254,26 @@ def fmt_secs(s) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
+def fmt_energy(j) -> str:
+    """Joules below 360 J (0.1 Wh), watt-hours above, kWh from 1 kWh."""
+    if j is None or j != j:
+        return "–"
+    j = float(j)
+    if j < 360:
+        return f"{j:.3g} J"
+    return f"{j / 3600:.3g} Wh" if j < 3.6e6 else f"{j / 3.6e6:.3g} kWh"
+
+
+def fmt_co2(g) -> str:
+    """Grams of CO2e as mg, g or kg."""
+    if g is None or g != g:
+        return "–"
+    g = float(g)
+    if g < 1:
+        return f"{g * 1000:.3g} mg"
+    return f"{g:.3g} g" if g < 1000 else f"{g / 1000:.3g} kg"
+
+
 def fmt_time(t) -> str:
     return "–" if not t else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 

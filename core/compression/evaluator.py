@@ -4,6 +4,8 @@ It reads the stored model file through a Predictor (so the exported file is what
 test split in batches through the run's preprocessing, and scores with core.metrics.
 Latency is the model call alone at batch 1 on an already preprocessed (and, for int8 input, quantized) image:
 Keras through a compiled tf.function, TFLite through ai_edge_litert with XNNPACK.
+Energy per 1,000 predictions (core.energy) is metered around the batched test-split pass ("batched") and around
+the batch-1 latency loop ("single", as when serving one image at a time).
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..energy import meter, per_1000
 from ..metrics import agreement, classification_metrics
 from .measure import file_sizes, latency, throughput
 from .predictor import Predictor, default_batch
@@ -32,13 +35,20 @@ def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None
              expect_identical: bool = False) -> tuple[dict, np.ndarray]:
     """Measure one variant; return (its row, its test probabilities). `reference` is the original's probabilities."""
     batch = default_batch(predictor.image_size)
-    predictor.predict(test.x[:batch], batch)                     # warm-up: tracing / tensor allocation
-    t = time.perf_counter()
-    probs = predictor.predict(test.x, batch)
-    eval_seconds = time.perf_counter() - t
+    rest = len(test.x) % batch                                   # warm-up: tracing, allocation, and kernels for
+    predictor.predict(test.x[:batch], batch)                     # both batch shapes the timed pass will see
+    if rest and len(test.x) > batch:
+        predictor.predict(test.x[:rest], batch)
+    with meter() as batched:
+        t = time.perf_counter()
+        probs = predictor.predict(test.x, batch)
+        eval_seconds = time.perf_counter() - t
     m = classification_metrics(test.y, probs, test.class_names, test.ids)
     agree = agreement(probs if reference is None else reference, probs)
-    lat = latency(predictor.runner(test.x[:1]), measure["latency_runs"], measure["warmup_runs"])
+    with meter() as single:
+        lat = latency(predictor.runner(test.x[:1]), measure["latency_runs"], measure["warmup_runs"])
+    e_batched = per_1000(batched["energy"], len(test.x))
+    e_single = per_1000(single["energy"], measure["latency_runs"] + measure["warmup_runs"])
     tb = min(measure["throughput_batch"], len(test.x))
     tput = throughput(predictor.runner(test.x[:tb]), tb, measure["throughput_repeats"])
     row = {
@@ -46,6 +56,9 @@ def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None
         **agree, **file_sizes(predictor.path), **predictor.weight_stats().summary(), **lat,
         "throughput_ips": tput, "throughput_batch": tb, "eval_images_per_s": round(len(test.x) / eval_seconds, 1),
         "eval_seconds": round(eval_seconds, 3), "num_test": m["num"],
+        "energy_per_1000_j": round(e_batched["joules"], 4), "energy_per_1000_single_j": round(e_single["joules"], 4),
+        "co2e_per_1000_g": e_batched["co2e_g"],
+        "inference_energy": {"batched": e_batched, "single": e_single},
         "per_class": m["per_class"], "confusion_matrix": m["confusion_matrix"], "misclassified": m["misclassified"],
     }
     if predictor.kind == "tflite":

@@ -2,6 +2,7 @@
 
 Output, per variant: runs/<id>/variants/<name>/ (model file + metrics.json); runs/<id>/variants.json (all variants
 of the run, merged with earlier calls); and one registry row per variant (registry.replace_variants).
+Each technique's build is metered (core.energy): `compress_energy` (the original's is 0: it is the trained model).
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from .. import registry
+from ..energy import meter
 from ..errors import LabError
 from ..progress import Progress, ProgressEvent, silent
 from ..runs import read_json, write_json
@@ -51,7 +53,8 @@ def _original(wb: Workbench, test: TestSplit):
     folder = wb.info.folder / "variants" / "original"
     folder.mkdir(parents=True, exist_ok=True)
     row = {"name": "original", "technique": "original", "title": "Original Keras model", **row, "notes": notes,
-           "files": ["model.keras", "variants/original/metrics.json"], "build_seconds": 0.0, "options": {}, "info": {}}
+           "files": ["model.keras", "variants/original/metrics.json"], "build_seconds": 0.0, "compress_energy_j": 0.0,
+           "options": {}, "info": {}}
     return row, probs
 
 
@@ -59,15 +62,17 @@ def _variant(wb: Workbench, test: TestSplit, tech: Technique, reference) -> dict
     name = tech.variant(wb.options)
     folder = wb.info.folder / "variants" / name
     folder.mkdir(parents=True, exist_ok=True)
-    t = time.perf_counter()
-    built: Built = tech.build(wb, folder)
-    build_seconds = time.perf_counter() - t
+    with meter() as m:
+        t = time.perf_counter()
+        built: Built = tech.build(wb, folder)
+        build_seconds = time.perf_counter() - t
     wb.say(f"compress:{tech.name}", f"evaluating {name}")
     row, _ = _measure(wb, test, built.file, reference, tech.expect_identical)
     return {"name": name, "technique": tech.name, "title": tech.title, **row,
             "notes": built.notes + row.pop("notes", []),
             "files": _relative(wb.info, built.file, folder / "metrics.json"),
-            "build_seconds": round(build_seconds, 2), "options": {g: wb.options[g] for g in tech.groups},
+            "build_seconds": round(build_seconds, 2), "compress_energy_j": round(m["energy"].joules, 3),
+            "compress_energy": m["energy"].to_dict(), "options": {g: wb.options[g] for g in tech.groups},
             "info": built.info}
 
 

@@ -1,0 +1,69 @@
+"""The Results page's energy tab: where the figures come from, the carbon region, the per-stage breakdown."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import energy, settings
+from ui import common
+
+STAGE_LABELS = {"data": "loading data", "backbone": "building the backbone", "features": "backbone features (once)",
+                "head": "training the head", "train": "training", "fine_tune": "fine-tuning",
+                "evaluate": "evaluating on the test split"}
+
+EXPLANATION = """
+**What these numbers are.** Every stage of training, every compression step and the inference of every variant is
+metered while it runs.
+
+* **Measured** figures come from the processor's own energy counters (Intel/AMD RAPL). They count the whole
+  processor package, so anything else running on the machine at that moment is counted too.
+* **Estimated** figures, the usual case on laptops without readable counters, virtual machines and cloud boxes, are
+  *CPU-seconds used by the lab × watts per busy core* (default {watts:g} W). CPU-seconds already account for how
+  busy the cores were: two cores busy for 10 s make 20 CPU-seconds. Idle power, memory, disks, fans and the
+  screen are left out. Treat an estimate as a figure for comparing runs and variants on this machine, not a meter
+  reading. It is good to a factor of about two.
+* **CO2e** (grams of CO2-equivalent) is kWh × the average carbon intensity of the chosen grid, from a built-in
+  table (yearly averages, rounded). The same run costs about ten times more CO2e on a coal-heavy grid than on a
+  hydro or nuclear one. Nothing is looked up online.
+* **Energy to make** a variant is the run's training energy plus its compression step. **Energy per 1,000
+  predictions** is metered while the variant classifies the test split in batches. The batch-1 figure, as when a
+  phone classifies one photo at a time, is stored in the downloads as `energy_per_1000_single_j`.
+
+**For a class discussion.** Caching the backbone's features means the frozen backbone runs once instead of once
+per epoch: that is where most of the training energy goes. Inference is paid again for every image, so for a
+model that serves millions of predictions a cheaper variant can save far more than the training cost.
+A 1 Wh figure is about what a phone charger draws in a few minutes.
+"""
+
+
+def region_picker(key: str = "carbon_region") -> str:
+    """A select box for the grid region, saved in the lab settings; returns the chosen region code."""
+    codes = list(energy.CARBON_INTENSITY)
+    current = energy.region()
+    fixed = settings.overridden("carbon_region")
+    choice = st.selectbox("Carbon intensity of the grid", codes, index=codes.index(current), key=key,
+                          format_func=lambda c: f"{energy.CARBON_INTENSITY[c][0]} ({energy.CARBON_INTENSITY[c][1]:g} "
+                                                f"g CO2e/kWh)",
+                          disabled=fixed, help="Kept in the lab settings (LAB_HOME/settings.json); the environment "
+                                               "variable LAB_CARBON_REGION overrides it.")
+    if fixed:
+        st.caption("Fixed by the LAB_CARBON_REGION environment variable.")
+    elif choice != current:
+        settings.save(carbon_region=choice)
+    return choice
+
+
+def stages_table(run: dict, region: str) -> pd.DataFrame | None:
+    """One row per training stage: time, CPU time, energy, CO2e in `region`, method."""
+    stages = (run.get("energy") or {}).get("stages") or {}
+    if not stages:
+        return None
+    rows = [{"stage": STAGE_LABELS.get(k, k), "wall time": common.fmt_secs(e.get("wall_seconds")),
+             "CPU-seconds": round(e.get("cpu_seconds", 0.0), 1), "energy": common.fmt_energy(e.get("joules")),
+             "CO2e": common.fmt_co2(energy.co2e_g(e.get("kwh", 0.0), region)), "method": e.get("method", "")}
+            for k, e in stages.items()]
+    return pd.DataFrame(rows)
+
+
+def explain() -> None:
+    st.markdown(EXPLANATION.format(watts=energy.watts_per_core()))
