@@ -69,22 +69,13 @@ def home() -> None:
 
 
 def _presets() -> None:
-    """The presets, one per report, once the presets module exists."""
-    try:
-        from core import presets as mod  # type: ignore[attr-defined]
-    except ImportError:
-        return
-    items = getattr(mod, "PRESETS", None) or {}
-    if not items:
-        return
-    st.markdown("#### Presets")
-    st.caption("Each preset redoes one report's recipe as well as this machine allows; start one on the Train page "
-               "(Reproduce a report).")
-    rows = []
-    for name, p in (items.items() if isinstance(items, dict) else enumerate(items)):
-        get = (lambda k: p.get(k)) if isinstance(p, dict) else (lambda k: getattr(p, k, None))
-        rows.append({"preset": get("name") or name, "title": get("title") or "", "description": get("description") or ""})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    """The presets, one per report: start one here, it runs as background jobs (watch it on the Train page)."""
+    from ui import presets_view
+    st.markdown("#### Redo a report")
+    st.caption("Each preset redoes one report's recipe as well as this machine allows, as background jobs; the "
+               "Train page shows them running and Results compares their variants.")
+    if presets_view.starter("home"):
+        st.switch_page("pages/2_Train.py")
 
 
 st.set_page_config(page_title="Green Transfer Learning Lab", page_icon=":material/eco:", layout="wide",

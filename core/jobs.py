@@ -115,7 +115,13 @@ def validate_spec(spec: dict) -> dict:
                 raise LabError(f"unknown compression technique(s) {', '.join(unknown)}; "
                                f"choose from {', '.join(TECHNIQUES)}")
         comp = {"techniques": techniques, "options": dict(comp.get("options") or {})} if techniques else None
-    return {"kind": kind, "config": cfg, "compress": comp, "name": spec.get("name") or cfg.get("name")}
+    preset = spec.get("preset")
+    if preset is not None:
+        if not isinstance(preset, dict) or not {"preset", "preset_group", "preset_run"} <= set(preset):
+            raise LabError("a job's preset entry must name the preset, its group and its run")
+        preset = json.loads(json.dumps(preset))                 # plain JSON data only
+    out = {"kind": kind, "config": cfg, "compress": comp, "name": spec.get("name") or cfg.get("name")}
+    return out | ({"preset": preset} if preset else {})
 
 
 def submit(spec: dict, start: bool = True) -> str:

@@ -333,7 +333,6 @@ def new_group_id(name: str) -> str:
 def run_preset(name: str, progress: Progress = silent, quick: bool = False, substitute: bool = True,
                compress: bool = True, threads: int = 2) -> dict:
     """Train each run of the preset's plan, then compress it; return the group's summary."""
-    from . import registry
     from .runs import new_run_id, write_json
     from .training import train
 
@@ -354,16 +353,10 @@ def run_preset(name: str, progress: Progress = silent, quick: bool = False, subs
             progress(ProgressEvent("preset", f"{plan['title']}: run {i}/{len(todo)} ({r['label']})"))
             cfg = TrainConfig.from_dict(r["config"])
             run_id = new_run_id()
-            registry.upsert_run(run_id, {"preset": plan["preset"], "preset_group": group, "preset_run": r["label"]},
-                                status="created", preset=plan["preset"])
+            info = preset_info(plan, r, group)
+            mark_run(run_id, info)
             s = train(cfg, progress, run_id)
-            preset_info = {"preset": plan["preset"], "preset_group": group, "preset_run": r["label"],
-                           "backbone_requested": r["backbone_requested"], "substituted": r["substituted"],
-                           "dataset_requested": plan["dataset"]["requested"], "dataset_real": plan["dataset"]["real"],
-                           "notes": r["notes"], "warnings": r["warnings"], "quick": quick}
-            registry.upsert_run(run_id, preset_info)
-            from .runs import run_dir
-            write_json(run_dir(run_id) / "preset.json", preset_info | {"plan": plan})
+            record_run(run_id, info, plan)
             entry = {"label": r["label"], "run_id": run_id, "backbone": r["backbone"],
                      "backbone_requested": r["backbone_requested"], "substituted": r["substituted"],
                      "test_accuracy": s["test_accuracy"], "macro_f1": s["macro_f1"], "weights": s["weights"],
@@ -387,6 +380,55 @@ def run_preset(name: str, progress: Progress = silent, quick: bool = False, subs
         raise
     finally:
         write_json(presets_dir() / f"{group}.json", summary)
+
+
+def preset_info(plan: dict, r: dict, group: str) -> dict:
+    """What a run of a preset records about where it came from (registry summary and preset.json)."""
+    return {"preset": plan["preset"], "preset_group": group, "preset_run": r["label"],
+            "backbone_requested": r["backbone_requested"], "substituted": r["substituted"],
+            "dataset_requested": plan["dataset"]["requested"], "dataset_real": plan["dataset"]["real"],
+            "notes": r["notes"], "warnings": r["warnings"], "quick": plan["quick"]}
+
+
+def mark_run(run_id: str, info: dict) -> None:
+    """Register a preset's run before it trains, so the group lists it from the start."""
+    from . import registry
+    registry.upsert_run(run_id, {k: info[k] for k in ("preset", "preset_group", "preset_run")}, status="created",
+                        preset=info["preset"])
+
+
+def record_run(run_id: str, info: dict, plan: dict | None = None) -> None:
+    """After training: the preset's notes in the registry and in the run folder (preset.json)."""
+    from . import registry
+    from .runs import run_dir, write_json
+    registry.upsert_run(run_id, info)
+    write_json(run_dir(run_id) / "preset.json", info | ({"plan": plan} if plan else {}))
+
+
+def submit_preset(name: str, quick: bool = False, substitute: bool = True) -> dict:
+    """Queue a preset as background jobs, one per run, grouped like `run_preset`; return {group, jobs, plan}.
+
+    Each job trains its run and applies the preset's compression; the group file lists the jobs, and
+    `group_runs(group)` finds the runs in the registry as they are trained.
+    """
+    from . import jobs
+    from .runs import write_json
+    plan = resolve(name, quick, substitute)
+    if not plan["runnable"]:
+        raise LabError(f"preset '{name}' cannot run here: {plan['dataset']['message']}")
+    comp = plan["compression"]
+    if not comp["available"]:
+        raise LabError(f"preset '{name}': compression unavailable ({comp['message']})")
+    group = new_group_id(plan["preset"])
+    todo = [r for r in plan["runs"] if not r["duplicate_of"]]
+    specs = [jobs.validate_spec({"kind": "train", "config": r["config"], "name": r["config"].get("name"),
+                                 "compress": {"techniques": comp["techniques"], "options": comp["options"]},
+                                 "preset": preset_info(plan, r, group)}) for r in todo]
+    job_ids = [jobs.submit(spec) for spec in specs]
+    summary = {"preset": plan["preset"], "group": group, "status": "queued", "plan": plan, "jobs": job_ids,
+               "runs": [], "started": time.time()}
+    write_json(presets_dir() / f"{group}.json", summary)
+    return summary
 
 
 def _variant_row(v: dict) -> dict:
@@ -415,5 +457,6 @@ def list_groups(preset: str | None = None) -> list[dict]:
     return out
 
 
-__all__ = ["PRESETS", "Preset", "RunRecipe", "get_preset", "group_runs", "list_groups", "resolve", "run_preset"]
+__all__ = ["PRESETS", "Preset", "RunRecipe", "get_preset", "group_runs", "list_groups", "resolve", "run_preset",
+           "submit_preset"]
 assert all(p.dataset in DATASETS and all(s in DATASETS for s in p.standins) for p in PRESETS.values())

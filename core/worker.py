@@ -173,7 +173,15 @@ def run(job_id: str) -> int:
         from .config import TrainConfig
         from .training import train
         cfg = TrainConfig.from_dict(spec["config"])
+        preset = spec.get("preset")
+        if preset:
+            from dataclasses import replace
+            from .presets import mark_run, record_run
+            cfg = replace(cfg, preset=cfg.preset or preset["preset"])
+            mark_run(job["run_id"], preset)
         summary = train(cfg, progress=reporter, run_id=job["run_id"])
+        if preset:
+            record_run(job["run_id"], preset)
         result = {k: summary.get(k) for k in ("run_id", "test_accuracy", "macro_f1", "weights", "train_seconds",
                                                "epochs_run", "warnings")}
         techniques = (spec.get("compress") or {}).get("techniques") or []

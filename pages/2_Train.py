@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import common
+from ui import common, presets_view
 from ui.jobs_view import live_jobs_section
 
 common.page("Train", ":material/model_training:", "Training runs as a background job: refresh or leave the page at any time, "
@@ -26,36 +26,10 @@ infos = {d["name"]: d for d in common.datasets_info()}
 backbones = {b["name"]: b for b in common.backbones_info()}
 techniques, default_techniques, tech_error = common.techniques_info()
 
-presets = common.presets_info()
-if presets:
+if common.presets_info():
     with st.expander("Reproduce a report: start a preset", icon=":material/playlist_play:"):
-        names = list(presets)
-        a, bcol, c = st.columns([3, 1.2, 1.3], vertical_alignment="bottom")
-        pname = a.selectbox("Preset", names, format_func=lambda n: presets[n], **w("preset", names[0], names))
-        quick_p = bcol.toggle("Quick version", **w("preset_quick", True),
-                              help="Smaller inputs and fewer fine-tuning epochs: minutes instead of much longer.")
-        plan = common.preset_plan(pname, bool(quick_p))
-        start_preset = c.button("Start preset", icon=":material/play_arrow:", width="stretch",
-                                disabled=not plan.get("runnable", True))
-        st.caption(plan.get("description", ""))
-        st.caption("  \n".join(f"• {m}" for m in plan.get("messages", [])))
-        if start_preset:
-            from core import jobs
-            from core.errors import LabError
-            comp = plan.get("compression") or {}
-            try:
-                ids = [jobs.submit({"kind": "train", "config": r["config"], "name": r["config"].get("name"),
-                                    "compress": {"techniques": comp.get("techniques") or [],
-                                                 "options": comp.get("options") or {}}
-                                    if comp.get("available", True) and comp.get("techniques") else None})
-                       for r in plan.get("runs", []) if not r.get("skip")]
-            except LabError as e:
-                st.error(f"**Cannot start this preset:** {e}")
-            else:
-                if ids:
-                    S["job_id"] = ids[0]
-                    S["train_flash"] = f"Queued {len(ids)} job(s) for the preset {pname}."
-                    st.rerun()
+        if presets_view.starter("train"):
+            st.rerun()
 
 with st.container(border=True):
     st.markdown("#### New run")

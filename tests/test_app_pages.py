@@ -86,6 +86,30 @@ def test_data_page_explains_unusable_data(tmp_path):
     assert at.error and "too few usable images" in at.error[0].value and "'red' has 4" in at.error[0].value
 
 
+def test_home_starts_a_preset_as_grouped_jobs():
+    """A report's preset starts from Home: one job per distinct run, all in one group, then the Train page opens."""
+    from core.presets import list_groups, resolve
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.selectbox(key="w_home_preset").set_value("animals").run()
+    plan = resolve("animals", quick=True)
+    assert all(m in texts(at) for m in plan["messages"][:2])                 # what it will do here, with reasons
+    [b for b in at.button if b.label == "Start preset"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    group = list_groups("animals")[0]
+    try:
+        assert group["status"] == "queued"
+        assert len(group["jobs"]) == len([r for r in plan["runs"] if not r["duplicate_of"]]) >= 1
+        specs = [jobs.get_job(j)["spec"] for j in group["jobs"]]
+        assert {s["preset"]["preset_group"] for s in specs} == {group["group"]}
+        assert [s["config"] for s in specs] == [r["config"] for r in plan["runs"] if not r["duplicate_of"]]
+        assert all(s["compress"]["techniques"] == plan["compression"]["techniques"] for s in specs)
+        assert at.session_state["job_id"] == group["jobs"][0]
+    finally:
+        for j in group["jobs"]:
+            jobs.cancel(j, grace=2)
+
+
 def test_train_page_widgets_and_start_a_job(tmp_path):
     at = open_page("pages/2_Train.py")
     compression = pytest.importorskip("core.compression")

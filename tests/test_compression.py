@@ -16,7 +16,8 @@ from core.errors import LabError
 
 TECHNIQUES = ["pruning", "clustering", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
               "tflite_int8_io", "pruning_int8", "pqat"]
-OPTIONS = {"pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5}, "tflite": {"representative_images": 100},
+OPTIONS = {"pruning": {"epochs": 2}, "pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5},
+           "tflite": {"representative_images": 100},
            "measure": {"latency_runs": 50, "warmup_runs": 3, "throughput_repeats": 2}}
 
 
@@ -67,7 +68,8 @@ def test_all_variants_built_and_speed_report(result):
     # speed targets are machine-dependent: reported, not asserted
     print("\n" + "\n".join(f"{c['check']}: {c['value']} ({'ok' if c['passed'] else 'NOT MET'})"
                            for c in result["checks"]))
-    print(f"compression of {len(result['variants']) - 1} variants took {result['seconds']:.0f} s")
+    print(f"compression of {len(result['variants']) - 1} variants took {result['seconds']:.0f} s: " +
+          ", ".join(f"{r['name']} {r.get('seconds', 0):.0f} s" for r in result["variants"]))
 
 
 def test_float32_tflite_agrees_with_keras(result):

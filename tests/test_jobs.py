@@ -80,6 +80,9 @@ def test_a_job_trains_a_run_end_to_end_in_its_own_process(colours):
     assert {"loss", "accuracy", "val_loss", "val_accuracy"} <= set(job["history"][0])
     assert job["result"]["test_accuracy"] == pytest.approx(read_json(folder / "metrics.json")["accuracy"])
     assert "epoch 3/3" in jobs.read_log(job_id)
+    end = time.time() + 30                     # the worker records "done", starts the next job, then exits
+    while jobs.process_alive(job["pid"], job_id) and time.time() < end:
+        time.sleep(0.1)
     assert not jobs.process_alive(job["pid"], job_id)
     # the CLI lists it (and reconciles) without importing TensorFlow
     out = subprocess.run([sys.executable, "-m", "core", "jobs", "--json"], capture_output=True, text=True,
@@ -237,3 +240,19 @@ def test_progress_fraction_only_grows_through_training_and_compression():
     assert fractions[0] == 0.0 and 0.9 < fractions[-1] < 1.0
     assert fractions[events.index(next(e for e in events if e.stage == "compress"))] < 0.5   # compression is the long part
     assert [e["epoch"] for e in rep.history] == [1, 2, 3]              # compression epochs are not learning curves
+
+
+def test_a_preset_job_records_its_group_and_notes(colours):
+    """Jobs queued for a preset (as Home and the Train page do) record the preset's group on their runs."""
+    from core.presets import group_runs
+    info = {"preset": "shapes", "preset_group": "shapes-test-group", "preset_run": "tiny", "notes": ["a note"],
+            "warnings": [], "quick": True}
+    job_id = jobs.submit(spec(colours) | {"preset": info})
+    job = wait_for(job_id, finished, what="finished")
+    assert job["status"] == "done", (job["error"], job["log_tail"])
+    row = registry.get_run(job["run_id"])
+    assert row["preset"] == "shapes" and row["summary"]["preset_group"] == "shapes-test-group"
+    assert [r["id"] for r in group_runs("shapes-test-group")] == [job["run_id"]]
+    assert read_json(run_dir(job["run_id"]) / "preset.json")["notes"] == ["a note"]
+    with pytest.raises(LabError, match="preset entry"):
+        jobs.submit(spec(colours) | {"preset": {"preset": "shapes"}})
