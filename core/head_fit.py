@@ -24,6 +24,7 @@ def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tup
     steps = -(-n // bs)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
     weights = model.trainable_variables
+    optimizer.build(weights)            # slot variables now: created inside the first trace they force a second one
 
     def _accuracy(probs, labels):
         return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(probs, 1, output_type=tf.int32), labels), tf.float32))

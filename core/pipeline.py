@@ -43,8 +43,9 @@ def predict_images(model, backbone: str, images: np.ndarray, batch_size: int = 6
     """
     from .tfenv import tf
     fn = _COMPILED.get(model)
-    if fn is None:
-        fn = _COMPILED[model] = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    if fn is None:          # any batch size, one trace: a last, smaller batch must not trace the model again
+        spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32)
+        fn = _COMPILED[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     outs = [fn(preprocess(backbone, images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
     if not outs:
         return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
