@@ -203,12 +203,13 @@ def test_vehicle_colour_model_names_colours_of_unseen_cars(vehicle_preset_run):
     truth = [vehicles.CLASS_NAMES[y[i]] for i in keep]
     right = sum(g == t for g, t in zip(got, truth))
     assert right >= 0.85 * len(keep), list(zip(truth, got))
-    # The real photograph and its recolourings. Measured (seed 0): blue, green and orange are named right; the
-    # unmodified red photo is named orange (P 0.43, red 0.31): the synthetic set does not carry over fully.
+    # The real photograph and its recolourings, each named by its paint. Measured (training seed 0): P(red) 0.42
+    # (next grey 0.28), P(blue) 0.62, P(green) 0.93, P(orange) 0.54. Other training seeds still call the red
+    # photo black: its dark seat and tyres weigh more than its thin red panels.
     photos = _motorcycle_recoloured()
     got, probs, names = _predict(run_id, list(photos.values()))
     named = dict(zip(photos, got))
-    assert sum(named[c] == c for c in photos) >= 3, named
+    assert sum(named[c] == c for c in photos) == 4, (named, probs.round(2).tolist())
     # Repainting moves the model toward the new colour: P(c) is highest on the photo painted c.
     p = np.array([[probs[i, names.index(c)] for c in photos] for i in range(len(photos))])
     assert (p.argmax(0) == np.arange(len(photos))).all(), dict(zip(photos, p.round(2).tolist()))

@@ -2,14 +2,17 @@
 
 The car is a flat, slightly tilted plane (a homography maps car units to pixels): body, cabin and
 rear window are painted as shaded fields (lighting gradient, horizon reflection, specular
-highlights), the rest (tail lights, plate, tyres, bumper trim) as flat shapes. Backgrounds, lighting
-and geometry are sampled independently of the class; only the paint carries the label. Every image
-is drawn with its own `np.random.default_rng([seed, index])`.
+highlights, sometimes a hard key light), the rest (tail lights, plate, tyres, bumper trim) as flat
+shapes. Scenes (street, road, car park, garage with shelves and boxes, plain backdrop, sometimes dimmed,
+sometimes with posts in front of the car), the car's size in the frame, lighting and the camera (exposure,
+a continuous white-balance cast, noise, JPEG) are sampled independently of the class; only the paint
+carries the label. Every image is drawn with its own `np.random.default_rng([seed, index])`.
 """
 from __future__ import annotations
 
 import colorsys
 import functools
+import io
 import math
 from typing import NamedTuple
 
@@ -30,13 +33,15 @@ class _Paint(NamedTuple):
     shade_min: tuple[float, float]
 
 
+# Hue ranges follow real paint as photographed: red spans 350-10 deg and is often lit bright (its highlights clip
+# towards white, its shadows go deep), orange is 20-35 deg; the gap between them is what tells them apart.
 _PAINTS: dict[str, _Paint] = {
     "black": _Paint((0, 360), (0.0, 0.25), (0.05, 0.14), (0.12, 0.25), (0.75, 0.9)),
     "blue": _Paint((203, 232), (0.5, 0.95), (0.35, 0.9), (0.10, 0.25), (0.55, 0.7)),
     "green": _Paint((85, 160), (0.4, 0.9), (0.3, 0.8), (0.10, 0.25), (0.55, 0.7)),
     "grey": _Paint((0, 360), (0.0, 0.07), (0.36, 0.54), (0.12, 0.25), (0.55, 0.7)),
-    "orange": _Paint((18, 32), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
-    "red": _Paint((-8, 5), (0.75, 0.98), (0.5, 0.92), (0.10, 0.25), (0.55, 0.7)),
+    "orange": _Paint((20, 35), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
+    "red": _Paint((-10, 10), (0.75, 0.98), (0.55, 1.0), (0.10, 0.3), (0.4, 0.7)),
     "silver": _Paint((0, 360), (0.0, 0.05), (0.66, 0.8), (0.25, 0.4), (0.45, 0.6)),
     "white": _Paint((0, 360), (0.0, 0.05), (0.9, 0.98), (0.04, 0.1), (0.78, 0.9)),
 }
@@ -62,6 +67,8 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draw one car of colour class `label` as a (size, size, 3) uint8 array."""
     big = size * _SS
     scene = _background(rng, big)
+    if rng.random() < 0.25:  # dim surroundings (garage, dusk), the car itself lit
+        scene = Image.fromarray((np.asarray(scene, np.float32) * rng.uniform(0.25, 0.6)).astype(np.uint8))
     car = _Car(rng, big)
     paint = _sample_paint(rng, CLASS_NAMES[label])
 
@@ -89,6 +96,8 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     arr[ys, xs] = np.clip(crop, 0, 255).transpose(1, 2, 0)
     scene = Image.fromarray(arr)
     car.draw_details(ImageDraw.Draw(scene), rng)
+    if rng.random() < 0.3:
+        _foreground(ImageDraw.Draw(scene), rng, big)
     small = scene.reduce(_SS)
     if rng.random() < 0.25:
         small = small.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.7) * size / 128))
@@ -112,6 +121,8 @@ def _body_field(car: "_Car", paint: dict, u: np.ndarray, v: np.ndarray, rng: np.
     t = np.clip((v - car.clear) / (car.belt - car.clear), 0, 1)
     shade = np.where(v < car.belt, lo + (1.02 - lo) * t * (2 - t), rng.uniform(0.88, 1.02))
     shade = shade * (1 + rng.uniform(-0.15, 0.15) * u)
+    if rng.random() < 0.4:  # hard key light from one side: deep shade on the far panels, bright on the near ones
+        shade = shade * np.clip(1 + rng.uniform(0.2, 0.45) * rng.choice([-1, 1]) * u, 0.45, 1.4)
     horizon = car.clear + (car.belt - car.clear) * rng.uniform(0.3, 0.6)  # ground reflected below this
     shade = shade * np.where(v < horizon, rng.uniform(0.82, 0.95), 1.0)
     if paint["metallic"]:  # brushed-looking gradient across the panels
@@ -146,14 +157,23 @@ def _ground_shadow(car: "_Car", u: np.ndarray, v: np.ndarray, rng: np.random.Gen
 
 
 def _camera(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Exposure, white balance (sometimes warm or cool), vignetting, sensor noise; (3, h, w) -> (h, w, 3) uint8."""
-    cast = ((1.0, 1.0, 1.0), (1.07, 1.0, 0.9), (0.93, 1.0, 1.08))[rng.choice(3, p=[0.6, 0.2, 0.2])]
-    gains = rng.uniform(0.75, 1.2) * np.asarray(cast) * (1 + rng.normal(0, 0.03, 3))
+    """Exposure (bright scenes clip), white balance (a continuous warm/cool and green/magenta cast), vignetting,
+    sensor noise, then sometimes JPEG compression; (3, h, w) float -> (h, w, 3) uint8."""
+    temp, tint = np.clip(rng.normal(0, 0.07), -0.18, 0.18), np.clip(rng.normal(0, 0.025), -0.06, 0.06)
+    gains = rng.uniform(0.75, 1.3) * np.asarray([1 + temp, 1 + tint, 1 - temp]) * (1 + rng.normal(0, 0.02, 3))
     img *= gains.astype(np.float32)[:, None, None]
     yy, xx = _grid(img.shape[1])
     img *= 1 - rng.uniform(0, 0.3) * (xx * xx + yy * yy)
     img += (rng.random(img.shape, dtype=np.float32) - 0.5) * np.float32(rng.uniform(4, 20))
-    return np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    out = np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    return _jpeg(out, int(rng.integers(40, 95))) if rng.random() < 0.6 else out
+
+
+def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    """Round-trip through JPEG (4:2:0 chroma subsampling blurs colour edges, as in most camera files)."""
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 @functools.lru_cache(maxsize=8)
@@ -215,11 +235,12 @@ class _Car:
         self.window_top = self.roof - rng.uniform(0.06, 0.1)
         self.window_inset = rng.uniform(0.08, 0.14)
 
-        # Placement: half-width in pixels, centre, ground line; then a slight roll / yaw / pitch.
-        hw = big * rng.uniform(0.26, 0.42)
+        # Placement: half-width in pixels (from a distant car, paint ~10% of the frame, to a close one, ~40%),
+        # centre, ground line (the body's middle stays near the frame's centre); then a slight roll / yaw / pitch.
+        hw = big * rng.uniform(0.19, 0.42)
         hw = min(hw, big * 0.9 / (self.roof + 0.1))
         cx = big * (0.5 + rng.uniform(-0.1, 0.1))
-        ground = rng.uniform(max(big * 0.78, (self.roof + 0.05) * hw), big * 0.97)
+        ground = max(min(big * rng.uniform(0.58, 0.72) + 0.6 * hw, big * 0.97), (self.roof + 0.05) * hw)
         vc = self.roof / 2
         c, s = np.cos(rng.normal(0, 0.025)), np.sin(rng.normal(0, 0.025))
         rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
@@ -356,6 +377,18 @@ _SEGMENTS = np.array([[[0, 1], [1, 1]], [[0, 0.5], [1, 0.5]], [[0, 0], [1, 0]], 
                       [[0, 0.5], [0, 1]], [[1, 0], [1, 0.5]], [[1, 0.5], [1, 1]]], dtype=np.float64)
 
 
+def _foreground(d: ImageDraw.ImageDraw, rng: np.random.Generator, big: int) -> None:
+    """Posts or a railing between the camera and the car, so the paint is seen in pieces."""
+    col = _grey(rng, 10, 60) if rng.random() < 0.5 else _hsv(rng.random(), rng.uniform(0, 0.8), rng.uniform(0.2, 0.9))
+    for _ in range(rng.integers(1, 4)):
+        if rng.random() < 0.6:  # vertical post
+            x, w = rng.uniform(0, big), big * rng.uniform(0.015, 0.06)
+            d.rectangle([x, 0, x + w, big], fill=col)
+        else:  # slanted bar or rail across the frame
+            y0, y1, w = rng.uniform(0.3, 0.9) * big, rng.uniform(0.3, 0.9) * big, int(big * rng.uniform(0.01, 0.04))
+            d.line([(0, y0), (big, y1)], fill=col, width=max(w, 1))
+
+
 # ---------------------------------------------------------------- backgrounds
 
 def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
@@ -363,15 +396,17 @@ def _hsv(h: float, s: float, v: float) -> tuple[int, int, int]:
 
 
 def _background(rng: np.random.Generator, big: int) -> Image.Image:
-    """Street, open road, car park or plain backdrop; never depends on the car's colour."""
+    """Street, open road, car park, garage interior or plain backdrop; never depends on the car's colour."""
     horizon = int(big * rng.uniform(0.3, 0.62))
-    kind = rng.choice(4, p=[0.35, 0.25, 0.25, 0.15])
+    kind = rng.choice(5, p=[0.3, 0.2, 0.2, 0.1, 0.2])
     yy = np.linspace(0, 1, big, dtype=np.float32)[:, None, None]
     if kind == 3:  # plain photographic backdrop
         top = np.asarray(_hsv(rng.random(), rng.uniform(0, 0.4), rng.uniform(0.3, 0.95)), np.float32)
         bottom = top * rng.uniform(0.6, 1.1)
         field = np.clip(top + (bottom - top) * yy, 0, 255).astype(np.uint8)
         return Image.fromarray(field).resize((big, big), Image.NEAREST)
+    if kind == 4:
+        return _garage(rng, big, horizon)
 
     sky = rng.choice(3, p=[0.55, 0.3, 0.15])
     top, low = [((70, 120, 200), (170, 200, 235)), ((150, 155, 165), (205, 208, 212)),
@@ -424,4 +459,34 @@ def _background(rng: np.random.Generator, big: int) -> Image.Image:
         d.polygon([(vx, horizon), (bx - big * 0.02, big), (bx + big * 0.02, big)], fill=mark)
         if rng.random() < 0.3:  # double line
             d.polygon([(vx, horizon), (bx - big * 0.012, big), (bx + big * 0.012, big)], fill=ground)
+    _clutter(d, rng, big, horizon, int(rng.integers(0, 5)), 0.05)
     return img
+
+
+def _garage(rng: np.random.Generator, big: int, horizon: int) -> Image.Image:
+    """Indoor: a wall (often warm wood or plaster under warm light), shelving with boxes, a concrete floor."""
+    wall = (_hsv(rng.uniform(0.03, 0.13), rng.uniform(0.1, 0.45), rng.uniform(0.3, 0.75)), _grey(rng, 90, 200),
+            _grey(rng, 15, 60))[rng.choice(3, p=[0.5, 0.3, 0.2])]
+    img = Image.new("RGB", (big, big), wall)
+    d = ImageDraw.Draw(img)
+    for _ in range(rng.integers(0, 4)):  # planks, posts or shelf uprights
+        x, w = rng.uniform(0, big), big * rng.uniform(0.01, 0.04)
+        d.rectangle([x, 0, x + w, horizon], fill=tuple(int(c * rng.uniform(0.5, 1.2)) for c in wall))
+    for sy in np.sort(rng.uniform(0.05, 0.9, size=rng.integers(1, 4))) * horizon:  # shelves
+        d.rectangle([0, sy, big, sy + big * 0.015], fill=_grey(rng, 40, 200))
+    _clutter(d, rng, big, horizon, int(rng.integers(3, 10)), 0.8)
+    d.rectangle([0, horizon, big, big], fill=_grey(rng, 110, 190))
+    return img
+
+
+def _clutter(d: ImageDraw.ImageDraw, rng: np.random.Generator, big: int, horizon: int, n: int,
+             spread: float) -> None:
+    """n boxes, bins or signs of any colour (cardboard, red and orange included), standing up to
+    `spread` x horizon above the horizon line."""
+    for _ in range(n):
+        w, h = big * rng.uniform(0.04, 0.16), big * rng.uniform(0.04, 0.14)
+        x, y = rng.uniform(-w, big), horizon - rng.uniform(0, spread) * horizon
+        kind = rng.choice(3, p=[0.3, 0.25, 0.45])  # cardboard, dark (tyres, bins, machinery), any colour
+        col = (_hsv(rng.uniform(0.06, 0.1), rng.uniform(0.3, 0.6), rng.uniform(0.5, 0.85)), _grey(rng, 8, 50),
+               _hsv(rng.random(), rng.uniform(0.2, 1.0), rng.uniform(0.25, 0.95)))[kind]
+        d.rectangle([x, y - h, x + w, y], fill=col)
