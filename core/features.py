@@ -25,7 +25,7 @@ class FeatureStore:
     """
 
     def __init__(self, extractor, data: PreparedData, backbone: str, weights: str, pooling: str,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 32) -> None:
         self.extractor, self.data, self.backbone, self.batch_size = extractor, data, backbone, batch_size
         self.path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling)}.npz"
         self.cacheable = weights != "random" and bool(data.fingerprint)

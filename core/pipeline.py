@@ -36,7 +36,7 @@ def image_dataset(backbone: str, images: np.ndarray, labels: np.ndarray | None =
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its compiled inference function
 
 
-def predict_images(model, backbone: str, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_images(model, backbone: str, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """Model outputs for uint8 images, in input order: numpy batches through one compiled tf.function.
 
     (tf.data.from_tensor_slices would embed the whole image array in the graph, which is slow for large sets.)

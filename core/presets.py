@@ -88,7 +88,8 @@ def register(p: Preset) -> Preset:
     return p
 
 
-QUICK_MEASURE = {"measure": {"latency_runs": 50, "warmup_runs": 5, "throughput_repeats": 2}}
+QUICK_COMPRESSION = {"measure": {"latency_runs": 50, "warmup_runs": 5, "throughput_repeats": 2},
+                 "fine_tune": {"max_images": 800}}       # quick: compression fine-tunes on a sample
 ALL_TFLITE = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_io")
 
 register(Preset(
@@ -287,7 +288,7 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True) ->
 
     options = _merge(p.compression_options, p.quick_compression_options if quick else {})
     if quick:
-        options = _merge(options, QUICK_MEASURE)
+        options = _merge(options, QUICK_COMPRESSION)
     known, why_not = _compression_registry()
     unknown = sorted(set(p.compression) - known) if known is not None else []
     if known is not None and not unknown:

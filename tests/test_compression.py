@@ -17,7 +17,7 @@ from core.errors import LabError
 TECHNIQUES = ["pruning", "clustering", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
               "tflite_int8_io", "pruning_int8", "pqat"]
 OPTIONS = {"pruning": {"epochs": 2}, "pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5},
-           "tflite": {"representative_images": 100},
+           "tflite": {"representative_images": 100}, "fine_tune": {"max_images": 600},
            "measure": {"latency_runs": 50, "warmup_runs": 3, "throughput_repeats": 2}}
 
 
@@ -111,6 +111,7 @@ def test_pruning_sparsity_gzip_and_accuracy(result):
     assert p["gzip_bytes"] <= 0.70 * o["gzip_bytes"]
     assert abs(p["size_bytes"] - o["size_bytes"]) < 0.01 * o["size_bytes"]   # zeros are stored densely
     assert o["test_accuracy"] - p["test_accuracy"] <= 0.02
+    assert "fine-tuned on 600 of the 1049 training images" in p["notes"]       # fine_tune.max_images
     # the chain keeps the zeros through int8 conversion, measured from the .tflite flatbuffer itself
     assert v["pruned_50_int8"]["sparsity"] >= 0.49
     assert v["pruned_50_int8"]["info"]["final_mask_update_step"] == p["info"]["final_mask_update_step"]  # trained once

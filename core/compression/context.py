@@ -29,6 +29,7 @@ class Workbench:
             raise LabError(f"the test split of '{self.cfg.dataset}' differs from the one the run was evaluated on "
                            "(the dataset changed since training); variants could not be compared honestly")
         self._memo: dict[Any, Any] = {}
+        self.fine_tune_note: str | None = None
 
     def say(self, stage: str, message: str) -> None:
         self.progress(ProgressEvent(stage, message))
@@ -38,11 +39,23 @@ class Workbench:
         from ..runs import load_keras
         return load_keras(self.info.folder / "model.keras")
 
+    def fine_tune_rows(self) -> np.ndarray:
+        """The training rows compression fine-tunes on: all, or a seeded stratified sample of `max_images`."""
+        tr = self.data.index["train"]
+        n = self.options["fine_tune"]["max_images"]
+        if not n or n >= len(tr):
+            return tr
+        from sklearn.model_selection import train_test_split
+        keep, _ = train_test_split(tr, train_size=n, stratify=self.data.labels[tr], random_state=self.cfg.seed)
+        return np.sort(keep)
+
     def fine_tune_data(self):
-        """The run's training split, preprocessed by the same pipeline as training, in shuffled batches."""
+        """The fine-tuning rows, preprocessed by the same pipeline as training, in shuffled batches."""
         from ..pipeline import image_dataset
         from .tfmot_methods import FineTuneData
-        tr = self.data.index["train"]
+        tr = self.fine_tune_rows()
+        if len(tr) < len(self.data.index["train"]):
+            self.fine_tune_note = f"fine-tuned on {len(tr)} of the {len(self.data.index['train'])} training images"
         bs = self.cfg.batch_size
         return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.images[tr], self.data.labels[tr], bs,
                                                   True, self.cfg.seed, self.cfg.augment),

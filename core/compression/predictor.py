@@ -41,8 +41,9 @@ def run_info(run_id: str) -> RunInfo:
 
 
 def default_batch(image_size: int) -> int:
-    """Evaluation batch: 64 at 96 px, fewer for larger inputs so a TFLite arena stays a few hundred MB."""
-    return int(max(4, min(64, 64 * (96 / image_size) ** 2)))
+    """Evaluation batch: 32 at 96 px (faster per image than 64 or 128 on a 2-core CPU: activations stay in cache),
+    fewer for larger inputs so a TFLite arena stays a few hundred MB."""
+    return int(max(4, min(32, 32 * (96 / image_size) ** 2)))
 
 
 class Predictor:

@@ -62,10 +62,13 @@ def _variant(wb: Workbench, test: TestSplit, tech: Technique, reference) -> dict
     name = tech.variant(wb.options)
     folder = wb.info.folder / "variants" / name
     folder.mkdir(parents=True, exist_ok=True)
+    wb.fine_tune_note = None
     with meter() as m:
         t = time.perf_counter()
         built: Built = tech.build(wb, folder)
         build_seconds = time.perf_counter() - t
+    if wb.fine_tune_note:
+        built.notes.append(wb.fine_tune_note)
     wb.say(f"compress:{tech.name}", f"evaluating {name}")
     row, _ = _measure(wb, test, built.file, reference, tech.expect_identical)
     return {"name": name, "technique": tech.name, "title": tech.title, **row,
