@@ -16,8 +16,7 @@ from core.errors import LabError
 
 TECHNIQUES = ["pruning", "clustering", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
               "tflite_int8_io", "pruning_int8", "pqat"]
-OPTIONS = {"pruning": {"epochs": 2}, "pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5},
-           "tflite": {"representative_images": 100}, "fine_tune": {"max_images": 600},
+OPTIONS = {"pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5}, "tflite": {"representative_images": 100},
            "measure": {"latency_runs": 50, "warmup_runs": 3, "throughput_repeats": 2}}
 
 
@@ -90,6 +89,24 @@ def test_int8_inference_costs_less_energy_than_keras(result):
     assert v["pruned_50"]["compress_energy_j"] > v["tflite_float32"]["compress_energy_j"]   # fine-tuning vs conversion
 
 
+def test_fine_tuning_on_a_stratified_sample(result):
+    """fine_tune.max_images: compression fine-tunes on a seeded sample with every class in proportion."""
+    from core.compression.context import Workbench
+    from core.compression.options import resolve
+    from core.compression.predictor import run_info
+    from core.progress import silent
+    wb = Workbench(run_info(result["run_id"]), resolve({"fine_tune": {"max_images": 300}}), silent, 1, None)
+    rows, train = wb.fine_tune_rows(), wb.data.index["train"]
+    assert len(rows) == 300 and set(rows) <= set(train) and list(rows) == sorted(rows)
+    share = np.bincount(wb.data.labels[rows]) / 300
+    assert np.abs(share - np.bincount(wb.data.labels[train]) / len(train)).max() < 0.01
+    assert (wb.fine_tune_rows() == rows).all()                                   # seeded: the same sample again
+    full = Workbench(run_info(result["run_id"]), resolve(None), silent, 1, None)
+    assert (full.fine_tune_rows() == train).all()
+    with pytest.raises(LabError, match="fine_tune.max_images"):
+        resolve({"fine_tune": {"max_images": -1}})
+
+
 def test_int8_levels_small_and_accurate(result):
     v = _by_name(result)
     base = v["original"]["test_accuracy"]
@@ -111,7 +128,7 @@ def test_pruning_sparsity_gzip_and_accuracy(result):
     assert p["gzip_bytes"] <= 0.70 * o["gzip_bytes"]
     assert abs(p["size_bytes"] - o["size_bytes"]) < 0.01 * o["size_bytes"]   # zeros are stored densely
     assert o["test_accuracy"] - p["test_accuracy"] <= 0.02
-    assert "fine-tuned on 600 of the 1049 training images" in p["notes"]       # fine_tune.max_images
+    assert not any("fine-tuned on" in n for n in p["notes"])                  # all training images by default
     # the chain keeps the zeros through int8 conversion, measured from the .tflite flatbuffer itself
     assert v["pruned_50_int8"]["sparsity"] >= 0.49
     assert v["pruned_50_int8"]["info"]["final_mask_update_step"] == p["info"]["final_mask_update_step"]  # trained once
