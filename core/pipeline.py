@@ -45,7 +45,8 @@ def predict_images(model, backbone: str, images: np.ndarray, batch_size: int = 3
     fn = _COMPILED.get(model)
     if fn is None:          # any batch size, one trace: a last, smaller batch must not trace the model again
         spec = tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32)
-        fn = _COMPILED[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        fn = _COMPILED[model] = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                                            autograph=False)       # no Python control flow to convert: faster trace
     outs = [fn(preprocess(backbone, images[i:i + batch_size])).numpy() for i in range(0, len(images), batch_size)]
     if not outs:
         return np.zeros((0,) + tuple(model.output_shape[1:]), np.float32)
