@@ -110,7 +110,8 @@ with t_compare:
         elif c.kind == "ms":
             col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.2f} ms")
         elif c.kind == "joules":
-            col = vals.map(common.fmt_energy)
+            unit = common.energy_unit(vals)
+            col = vals.map(lambda v, u=unit: common.fmt_energy(v, u))
         elif c.kind == "grams":
             col = vals.map(common.fmt_co2)
         elif c.kind == "float":
@@ -164,13 +165,16 @@ with t_energy:
         with st.expander("What do these numbers mean?", expanded=False):
             energy_view.explain()
     with left:
-        axis = st.radio("Energy axis", ["per 1,000 predictions", "to make the variant"], horizontal=True,
-                        key=common.remember("energy_axis", "per 1,000 predictions",
-                                            ["per 1,000 predictions", "to make the variant"]),
+        axes = {"per 1,000 predictions": "energy_per_1000_j",
+                "per 1,000 predictions one at a time": "energy_per_1000_single_j",
+                "to make the variant": "energy_to_make_j"}
+        axis = st.radio("Energy axis", list(axes), horizontal=True,
+                        key=common.remember("energy_axis", "per 1,000 predictions", list(axes)),
                         on_change=common.save, args=("energy_axis",))
-        key = "energy_per_1000_j" if axis.startswith("per") else "energy_to_make_j"
-        if any(r.get(key) is not None for r in rows):
-            st.plotly_chart(charts.pareto_scatter(rows, key, "test_accuracy", pareto_front(rows, key, "test_accuracy"),
+        key = axes[axis]
+        pts = [dict(r, **{key: r.get(key, v.get(key))}) for r, v in zip(rows, rep.variants)]
+        if any(r.get(key) is not None for r in pts):
+            st.plotly_chart(charts.pareto_scatter(pts, key, "test_accuracy", pareto_front(pts, key, "test_accuracy"),
                                                   f"energy {axis} (J)", "test accuracy", x_fmt=":,.3g",
                                                   title=f"Accuracy against energy {axis}"),
                             config={"displayModeBar": False}, key=f"pareto-energy-{key}")

@@ -177,6 +177,9 @@ def test_results_page_shows_a_finished_run(finished_run):
     assert metrics["Training energy"].endswith((" J", " Wh"))
     assert len(plotly_charts(at)) >= 5          # curves, size and latency scatters, energy scatter, confusion matrix
     assert "What these numbers are" in texts(at) and "Training, stage by stage" in texts(at)
+    for axis in ("per 1,000 predictions one at a time", "to make the variant"):
+        at.radio(key="w_energy_axis").set_value(axis).run()
+        assert not at.exception and len(plotly_charts(at)) >= 5, axis
     # The carbon region is a lab setting: switching it recomputes every CO2e figure from the same energy.
     assert os.environ.get("LAB_CARBON_REGION") is None
     before = _column(at, "CO2e to make")

@@ -75,7 +75,7 @@ def pareto_scatter(rows: list[dict], x: str, y: str, front: list[int], x_title: 
                         hoverinfo="skip")
     ys = [float(r[y]) for _, r in pts]
     lo = max(0.0, min(ys) - 0.05) if ys else 0.0
-    hi = min(1.0, max(ys)) + 0.03 if ys else 1.03
+    hi = min(1.01, max(ys) + 0.03) if ys else 1.01     # an accuracy axis never shows more than 100%
     xs = [float(r[x]) for _, r in pts if float(r[x]) > 0 or not log_x]
     xrange = None
     if xs:

@@ -254,14 +254,19 @@ def fmt_secs(s) -> str:
     return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-def fmt_energy(j) -> str:
-    """Joules below 360 J (0.1 Wh), watt-hours above, kWh from 1 kWh."""
+def energy_unit(values) -> str:
+    """J, Wh or kWh: the unit that suits the largest of `values` (so one column shares one unit)."""
+    top = max((float(v) for v in values if v is not None and v == v), default=0.0)
+    return "J" if top < 360 else "Wh" if top < 3.6e6 else "kWh"
+
+
+def fmt_energy(j, unit: str | None = None) -> str:
+    """Joules below 360 J (0.1 Wh), watt-hours above, kWh from 1 kWh; or in the given unit."""
     if j is None or j != j:
         return "–"
     j = float(j)
-    if j < 360:
-        return f"{j:.3g} J"
-    return f"{j / 3600:.3g} Wh" if j < 3.6e6 else f"{j / 3.6e6:.3g} kWh"
+    unit = unit or energy_unit([j])
+    return f"{j:.3g} J" if unit == "J" else f"{j / 3600:.3g} Wh" if unit == "Wh" else f"{j / 3.6e6:.3g} kWh"
 
 
 def fmt_co2(g) -> str:

@@ -20,19 +20,19 @@ metered while it runs.
 * **Estimated** figures, the usual case on laptops without readable counters, virtual machines and cloud boxes, are
   *CPU-seconds used by the lab × watts per busy core* (default {watts:g} W). CPU-seconds already account for how
   busy the cores were: two cores busy for 10 s make 20 CPU-seconds. Idle power, memory, disks, fans and the
-  screen are left out. Treat an estimate as a figure for comparing runs and variants on this machine, not a meter
-  reading. It is good to a factor of about two.
+  screen are left out, and the watts per core are an assumption. Treat an estimate as a figure for comparing runs
+  and variants on this machine, not as a meter reading: the absolute value can be off by a factor of two or more.
 * **CO2e** (grams of CO2-equivalent) is kWh × the average carbon intensity of the chosen grid, from a built-in
   table (yearly averages, rounded). The same run costs about ten times more CO2e on a coal-heavy grid than on a
   hydro or nuclear one. Nothing is looked up online.
 * **Energy to make** a variant is the run's training energy plus its compression step. **Energy per 1,000
-  predictions** is metered while the variant classifies the test split in batches. The batch-1 figure, as when a
-  phone classifies one photo at a time, is stored in the downloads as `energy_per_1000_single_j`.
+  predictions** is metered while the variant classifies the test split in batches; *one at a time* is metered
+  over its batch-1 latency loop, as when a phone classifies one photo at a time.
 
 **For a class discussion.** Caching the backbone's features means the frozen backbone runs once instead of once
 per epoch: that is where most of the training energy goes. Inference is paid again for every image, so for a
 model that serves millions of predictions a cheaper variant can save far more than the training cost.
-A 1 Wh figure is about what a phone charger draws in a few minutes.
+For scale: 1 Wh is about what a phone draws while charging for five minutes.
 """
 
 
