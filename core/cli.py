@@ -52,6 +52,36 @@ def backbones(args) -> None:
     emit(rows, args.json, lambda r: "\n".join(f"{d['name']:22s} {d['default_size']:4d}px  {d['weights']}" for d in r))
 
 
+def _settings_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--carbon-region", help="grid region for CO2e (a code from the list this command prints)")
+    p.add_argument("--cpu-watts-per-core", type=float, help="watts per busy CPU core for energy estimates")
+
+
+@command("show or change the lab settings (carbon region, watts per busy core)", _settings_args)
+def settings(args) -> None:
+    from . import energy
+    from . import settings as lab_settings
+    changes = {}
+    if args.carbon_region is not None:
+        code = args.carbon_region.upper()
+        if code not in energy.CARBON_INTENSITY:
+            raise LabError(f"unknown carbon region '{args.carbon_region}'; one of {', '.join(energy.CARBON_INTENSITY)}")
+        changes["carbon_region"] = code
+    if args.cpu_watts_per_core is not None:
+        if not 0 < args.cpu_watts_per_core < 1000:
+            raise LabError("cpu-watts-per-core must be between 0 and 1000")
+        changes["cpu_watts_per_core"] = args.cpu_watts_per_core
+    if changes:
+        lab_settings.save(**changes)
+    out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
+           "cpu_watts_per_core": energy.watts_per_core(),
+           "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
+           "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
+    emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
+                                   f"{o['cpu_watts_per_core']:g} W per busy core\nregions: "
+                                   + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
+
+
 def config_from_args(args):
     from .config import Augment, EarlyStopping, TrainConfig
     from .model import HeadConfig

@@ -75,3 +75,17 @@ def test_per_1000_scales_by_the_number_of_predictions():
     e = energy.estimate(0.5)                                 # 5 J for 250 images
     k = energy.per_1000(e, 250)
     assert k["joules"] == pytest.approx(20.0) and k["images"] == 250 and k["method"] == e.method
+
+
+def test_settings_command_sets_the_region_and_power(monkeypatch, tmp_path, capsys):
+    import json
+    from core.cli import main
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    monkeypatch.delenv("LAB_CARBON_REGION", raising=False)
+    monkeypatch.delenv("LAB_CPU_WATTS_PER_CORE", raising=False)
+    assert main(["settings", "--carbon-region", "fr", "--cpu-watts-per-core", "7.5", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["carbon_region"] == "FR" and out["carbon_intensity_g_per_kwh"] == 55 and out["cpu_watts_per_core"] == 7.5
+    assert energy.region() == "FR" and energy.watts_per_core() == 7.5
+    assert main(["settings", "--carbon-region", "Atlantis"]) == 2
+    assert "unknown carbon region" in capsys.readouterr().err and energy.region() == "FR"
