@@ -113,7 +113,8 @@ with t_compare:
             unit = common.energy_unit(vals)
             col = vals.map(lambda v, u=unit: common.fmt_energy(v, u))
         elif c.kind == "grams":
-            col = vals.map(common.fmt_co2)
+            unit = common.co2_unit(vals)
+            col = vals.map(lambda v, u=unit: common.fmt_co2(v, u))
         elif c.kind == "float":
             col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.3f}" if v < 100 else f"{v:,.0f}")
         else:

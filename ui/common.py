@@ -269,14 +269,19 @@ def fmt_energy(j, unit: str | None = None) -> str:
     return f"{j:.3g} J" if unit == "J" else f"{j / 3600:.3g} Wh" if unit == "Wh" else f"{j / 3.6e6:.3g} kWh"
 
 
-def fmt_co2(g) -> str:
-    """Grams of CO2e as mg, g or kg."""
+def co2_unit(values) -> str:
+    """mg, g or kg: the unit that suits the largest of `values`."""
+    top = max((float(v) for v in values if v is not None and v == v), default=0.0)
+    return "mg" if top < 1 else "g" if top < 1000 else "kg"
+
+
+def fmt_co2(g, unit: str | None = None) -> str:
+    """Grams of CO2e as mg, g or kg (or in the given unit)."""
     if g is None or g != g:
         return "–"
     g = float(g)
-    if g < 1:
-        return f"{g * 1000:.3g} mg"
-    return f"{g:.3g} g" if g < 1000 else f"{g / 1000:.3g} kg"
+    unit = unit or co2_unit([g])
+    return f"{g * 1000:.3g} mg" if unit == "mg" else f"{g:.3g} g" if unit == "g" else f"{g / 1000:.3g} kg"
 
 
 def fmt_time(t) -> str:
