@@ -95,6 +95,7 @@ def config_from_args(args):
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, lr_decay=args.lr_decay,
         early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
+        feature_engine=args.feature_engine,
         split=tuple(args.split) if args.split else None, name=args.name)
 
 
@@ -184,6 +185,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--flip", action="store_true", help="augment: random horizontal flips (disables feature caching)")
     g.add_argument("--rotation", type=float, default=0.0, help="augment: max rotation, fraction of a turn")
     g.add_argument("--zoom", type=float, default=0.0, help="augment: max zoom fraction")
+    g.add_argument("--feature-engine", default="auto", choices=["auto", "keras", "tflite"],
+                   help="runtime for frozen features (auto: TFLite float32 when stored or worth building)")
     p.add_argument("--name", help="a label for the run")
     p.add_argument("--run-id", help=argparse.SUPPRESS)
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

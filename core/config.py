@@ -48,6 +48,7 @@ class TrainConfig:
     fine_tune_epochs: int = 0
     fine_tune_lr: float | None = None      # default: learning_rate / 10
     augment: Augment = field(default_factory=Augment)
+    feature_engine: str = "auto"           # frozen features through: auto | keras | tflite (core.extractor)
     seed: int = 0
     split: tuple[float, float, float] | None = None
     preset: str | None = None
@@ -65,6 +66,7 @@ class TrainConfig:
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.weights in ("auto", "imagenet", "random"), "weights must be auto, imagenet or random"),
+            (self.feature_engine in ("auto", "keras", "tflite"), "feature engine must be auto, keras or tflite"),
             (1 <= self.epochs <= 1000, "epochs must be between 1 and 1000"),
             (0 <= self.fine_tune_epochs <= 1000, "fine-tune epochs must be between 0 and 1000"),
             (1 <= self.batch_size <= 4096, "batch size must be between 1 and 4096"),

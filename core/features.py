@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import Callable
 
 import numpy as np
 
 from .data import PreparedData
+from .extractor import Extractor
 from .paths import cache_dir
-from .pipeline import predict_images
 
 
 def features_key(data: PreparedData, backbone: str, weights: str, pooling: str) -> str:
@@ -22,11 +23,13 @@ class FeatureStore:
     Training asks for the train and validation rows, evaluation for the test rows, so each stage pays for its own
     backbone pass. The rows known so far are saved (features and a mask of known rows) and later runs load them.
     Randomly initialised backbones are never cached: their features change with every build.
+    `make_extractor(n)` is called once, when the first unknown rows are asked for, with the number of unknown rows.
     """
 
-    def __init__(self, extractor, data: PreparedData, backbone: str, weights: str, pooling: str,
-                 batch_size: int = 32) -> None:
-        self.extractor, self.data, self.backbone, self.batch_size = extractor, data, backbone, batch_size
+    def __init__(self, make_extractor: Callable[[int], Extractor], dim: int, data: PreparedData, backbone: str,
+                 weights: str, pooling: str) -> None:
+        self._make, self.dim, self.data = make_extractor, dim, data
+        self.extractor: Extractor | None = None
         self.path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling)}.npz"
         self.cacheable = weights != "random" and bool(data.fingerprint)
         self.values: np.ndarray | None = None
@@ -41,16 +44,14 @@ class FeatureStore:
                 pass                                  # an unreadable cache is recomputed
         self.was_cached = self.values is not None
 
-    @property
-    def dim(self) -> int:
-        return int(self.extractor.output_shape[-1])
-
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Features of the images at `idx` (computing those not known yet)."""
         idx = np.asarray(idx, dtype=np.int64)
         missing = idx[~self._known[idx]]
         if len(missing):
-            feats = predict_images(self.extractor, self.backbone, self.data.images[missing], self.batch_size)
+            if self.extractor is None:
+                self.extractor = self._make(int((~self._known).sum()))
+            feats = self.extractor.extract(self.data.images[missing])
             if self.values is None:
                 self.values = np.zeros((len(self.data.images), feats.shape[1]), np.float32)
             self.values[missing] = feats

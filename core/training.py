@@ -16,6 +16,7 @@ from .config import TrainConfig
 from .data import PreparedData, prepare
 from .energy import Energy, meter, total
 from .errors import LabError
+from .extractor import make_extractor
 from .features import FeatureStore
 from .head_fit import fit_features
 from .metrics import classification_metrics
@@ -161,10 +162,15 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             progress(ProgressEvent("features", f"{spec.title} features of {len(fit_rows)} training and validation "
                                                "images (computed once, then cached)"))
             with stage("features"):        # the training and validation rows; test rows at evaluation
-                features = FeatureStore(feature_extractor(backbone, pool), data, cfg.backbone, weights,
-                                        cfg.head.pooling)
+                keras_extractor = feature_extractor(backbone, pool)
+                features = FeatureStore(
+                    lambda n: make_extractor(keras_extractor, cfg.backbone, weights, cfg.image_size, cfg.head.pooling,
+                                             n, data.images[fit_rows[:32]], cfg.feature_engine),
+                    int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling)
                 features_cached = features.was_cached
                 features.rows(fit_rows)
+            if features.extractor is not None:
+                progress(ProgressEvent("features", f"features computed with {features.extractor.note}"))
             with stage("head"):
                 history += _fit_head(cfg, progress, data, features, layers)
             model = assemble(backbone, pool, layers)
@@ -218,7 +224,9 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "num_train": len(data.index["train"]), "num_val": len(data.index["val"]), "num_test": metrics["num"],
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
-            "features_cached": features_cached, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
+            "features_cached": features_cached, "feature_extractor": None if not use_cache or features.extractor is None
+            else {"engine": features.extractor.engine, "note": features.extractor.note,
+                  "build_seconds": round(features.extractor.build_seconds, 2)}, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
                        "total": total(list(energies.values())).to_dict()},
