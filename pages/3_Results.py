@@ -157,6 +157,12 @@ with t_compare:
         else:
             st.caption("No latency measured yet (compression measures it for every variant).")
     st.caption("Stars and the dashed line: the Pareto front, the variants that no other variant beats on both axes.")
+    real = common.real_photos_table(run_id)
+    if real is not None:
+        st.markdown("**Real car photos**: photographs the model never saw (it trained on synthetic renders)")
+        st.dataframe(real, hide_index=True, width="stretch")
+        st.caption("Clear colours count as right only when named exactly; grey and silver when named either. The "
+                   "photos come from PyPI and npm packages (`python -m core real-cars RUN_ID` lists each one).")
 
 # ------------------------------------------------------------------ energy
 with t_energy:

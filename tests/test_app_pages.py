@@ -202,6 +202,16 @@ def test_results_page_shows_a_finished_run(finished_run):
     assert at.dataframe, "variant table and per-class report"
 
 
+def test_results_page_shows_the_real_photo_check_and_why_it_did_not_run(finished_run):
+    """A shapes run cannot name car colours: the check says so, is stored with the run, and the page shows it."""
+    from core.presets import real_photo_check
+    out = real_photo_check(finished_run)
+    assert "does not classify car colours" in out["error"]
+    at = open_page("pages/3_Results.py", run_id=finished_run)
+    assert "Real car photos" in texts(at)
+    assert "does not classify car colours" in _column(at, "clear colours named right")[0]
+
+
 def test_predict_page_renders_a_prediction(finished_run):
     at = open_page("pages/4_Predict.py", predict_run=finished_run, predict_source="Samples from the test set")
     assert at.selectbox(key="w_predict_run").value == finished_run

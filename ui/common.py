@@ -306,3 +306,20 @@ def run_label(r: dict) -> str:
     acc = "" if r.get("test_accuracy") is None else f" · {100 * r['test_accuracy']:.1f}%"
     return (f"{r['id']} · {dataset_label(r.get('dataset'))} · {r.get('backbone') or '?'}"
             f"{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}")
+
+
+def real_photos_table(run_id: str) -> "pd.DataFrame | None":
+    """The run's real-car-photo check (real_photos.json), one row per variant; None if it has none."""
+    import pandas as pd
+
+    from core.runs import read_json, run_dir
+    path = run_dir(run_id) / "real_photos.json"
+    if not path.is_file():
+        return None
+    data = read_json(path)
+    if "error" in data:
+        return pd.DataFrame([{"variant": "-", "clear colours named right": f"not checked: {data['error']}"}])
+    return pd.DataFrame([{"variant": name, "clear colours named right": f"{c['clear_right']} of {c['clear_total']}",
+                          "grey/silver named grey or silver": f"{c['shade_right']} of {c['shade_total']}",
+                          "named wrong": ", ".join(c["wrong"]) or "-"}
+                         for name, c in data.items() if isinstance(c, dict)])
