@@ -182,7 +182,7 @@ def markdown(r: dict) -> str:
                  f"{x['image_size']} px {x['seconds']} s" for x in r["scaling_size"]), ""]
     if r.get("variants"):
         lines += [f"**Variants** of one shapes run at 96 px (compression took {r['compress_seconds']} s):", "",
-                  "| variant | accuracy | size KB | gzip KB | p50 ms | p95 ms | batch img/s | eval img/s | agreement | "
+                  "| variant | accuracy | size KB | gzip KB | p50 ms | p95 ms | batch img/s | eval img/s (median of 3) | agreement | "
                   "sparsity | J to compress | J/1k batched | J/1k single |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for v in r["variants"]:

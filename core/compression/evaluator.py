@@ -9,6 +9,7 @@ the batch-1 latency loop ("single", as when serving one image at a time).
 """
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass
 
@@ -42,7 +43,12 @@ def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None
     with meter() as batched:
         t = time.perf_counter()
         probs = predictor.predict(test.x, batch)
-        eval_seconds = time.perf_counter() - t
+        passes = [time.perf_counter() - t]
+    for _ in range(measure.get("eval_repeats", 1) - 1):      # more timed passes: the median is what this VM can do
+        t = time.perf_counter()
+        predictor.predict(test.x, batch)
+        passes.append(time.perf_counter() - t)
+    eval_seconds = statistics.median(passes)
     m = classification_metrics(test.y, probs, test.class_names, test.ids)
     agree = agreement(probs if reference is None else reference, probs)
     with meter() as single:

@@ -18,7 +18,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "pqat": {"epochs": 2, "lr": 1e-5},
     "tflite": {"representative_images": 200},
     "fine_tune": {"max_images": 0},
-    "measure": {"latency_runs": 100, "warmup_runs": 10, "throughput_batch": 32, "throughput_repeats": 5},
+    "measure": {"latency_runs": 100, "warmup_runs": 10, "throughput_batch": 32, "throughput_repeats": 5,
+                "eval_repeats": 3},
 }
 
 HELP: dict[str, str] = {
@@ -30,7 +31,8 @@ HELP: dict[str, str] = {
     "tflite": "representative_images (training images used to calibrate int8, 100-500 recommended)",
     "fine_tune": "max_images (training images that pruning, clustering and QAT fine-tune on, a seeded sample of "
                  "each class in proportion; 0 = all)",
-    "measure": "latency_runs (>= 50), warmup_runs, throughput_batch, throughput_repeats",
+    "measure": "latency_runs (>= 50), warmup_runs, throughput_batch, throughput_repeats, eval_repeats (timed passes "
+               "over the test split; the median is reported)",
 }
 
 
@@ -46,7 +48,7 @@ CHECKS: dict[str, Callable[[Any], bool]] = {
     "init": lambda v: v in ("kmeans++", "linear", "density"),
     "representative_images": _between(1, 5000, True), "latency_runs": _between(50, 100000, True),
     "warmup_runs": _between(1, 10000, True), "throughput_batch": _between(1, 1024, True),
-    "throughput_repeats": _between(1, 1000, True), "max_images": _between(0, 10_000_000, True),
+    "throughput_repeats": _between(1, 1000, True), "eval_repeats": _between(1, 100, True), "max_images": _between(0, 10_000_000, True),
 }
 
 
