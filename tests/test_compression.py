@@ -17,7 +17,7 @@ from core.errors import LabError
 TECHNIQUES = ["pruning", "clustering", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
               "tflite_int8_io", "pruning_int8", "pqat"]
 OPTIONS = {"pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5}, "tflite": {"representative_images": 100},
-           "measure": {"latency_runs": 50, "warmup_runs": 3, "throughput_repeats": 2}}
+           "measure": {"latency_runs": 50, "warmup_runs": 3, "throughput_repeats": 2, "eval_repeats": 1}}
 
 
 def compressed_run() -> dict:
