@@ -100,8 +100,9 @@ register(Preset(
     report="ResNet50 frozen, global average pooling, Dense 128, Adam 1e-4, 10 epochs; pruning to 50% sparsity "
            "(PolynomialDecay, 5 fine-tune epochs); dynamic-range TFLite; UFPR Vehicle-Rear colours",
     dataset="vehicle_rear", standins=("vehicle_colors_synthetic",),
-    standin_reason="no car-colour photos ship in any package; the generated rear views (SYNTHETIC) have the "
-                   "report's eight colours, with lighting, highlights, backgrounds and noise that vary "
+    standin_reason="no labelled car-colour dataset ships in any package (the 19 real car photos that do are too "
+                   "few to train on and are kept for checking the model); the generated rear views (SYNTHETIC) "
+                   "have the report's eight colours, with lighting, highlights, backgrounds and noise that vary "
                    "independently of the colour",
     runs=(RunRecipe("ResNet50", "resnet50", 224, HeadConfig("avg", [128], 0.2, batch_norm=False), epochs=10,
                     learning_rate=1e-4, standin_image_size=128, quick_image_size=128,
