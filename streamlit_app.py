@@ -63,7 +63,7 @@ def home() -> None:
                                     "from": b["weights_source"]} for b in common.backbones_info()]),
                      hide_index=True, width="stretch")
     from core import jobs
-    from core.paths import lab_home
+    from core.store.paths import lab_home
     st.caption(f"{os.cpu_count()} CPU cores · at most {jobs.max_concurrent()} training job(s) at once · "
                f"lab files in `{lab_home()}`")
 

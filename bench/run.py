@@ -34,22 +34,23 @@ def _isolated_home() -> Path:
 
 
 def _clear_feature_cache() -> None:
-    from core.paths import cache_dir
+    from core.store.paths import cache_dir
     shutil.rmtree(cache_dir() / "features", ignore_errors=True)
 
 
 def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     """Lab vs plain frozen fit vs one-pass floor, medians over `repeats`."""
-    from core.backbones import build_backbone
+    from core.models.backbones import build_backbone
     from core.config import TrainConfig
-    from core.data import prepare
-    from core.energy import meter
-    from core.extractor import make_extractor
-    from core.metrics import classification_metrics
-    from core.model import HeadConfig, assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
-    from core.pipeline import image_dataset, predict_images
+    from core.data.prepare import prepare
+    from core.evaluation.energy import meter
+    from core.training.extractor import make_extractor
+    from core.evaluation.metrics import classification_metrics
+    from core.config import HeadConfig
+    from core.models.heads import assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
+    from core.data.pipeline import image_dataset, predict_images
     from core.tfenv import keras
-    from core.training import train
+    from core.training.train import train
 
     cfg = TrainConfig(dataset="shapes", image_size=size, epochs=epochs, seed=0)
     data = prepare(cfg.dataset, size, cfg.seed)  # decoding is shared by all three; not timed
@@ -117,9 +118,9 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
 def bench_scaling(counts: list[int], sizes: list[int], epochs: int) -> dict:
     """Wall time of a whole cold `train` (features computed from scratch) as data and input grow."""
     from core.config import TrainConfig
-    from core.datasets import DatasetSpec, register
-    from core.datasets.builtin import load_shapes
-    from core.training import train
+    from core.data.datasets import DatasetSpec, register
+    from core.data.datasets.builtin import load_shapes
+    from core.training.train import train
 
     def timed(dataset: str, size: int) -> dict:
         _clear_feature_cache()
@@ -141,7 +142,7 @@ def bench_scaling(counts: list[int], sizes: list[int], epochs: int) -> dict:
 def bench_variants(size: int, techniques: list[str] | None) -> dict:
     from core.compression import compress
     from core.config import TrainConfig
-    from core.training import train
+    from core.training.train import train
     run = train(TrainConfig(dataset="shapes", image_size=size, epochs=10))
     t = time.perf_counter()
     out = compress(run["run_id"], techniques)
@@ -210,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         r |= bench_variants(96, None)
     r["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
-    from core.runs import dumps
+    from core.store.runs import dumps
     (RESULTS / "latest.json").write_text(dumps(r, indent=1))
     (RESULTS / "latest.md").write_text(markdown(r))
     print(markdown(r))

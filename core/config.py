@@ -4,10 +4,33 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import LabError
-from .model import HeadConfig
 
 MODES = ("feature-extraction", "full")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+
+
+@dataclass
+class HeadConfig:
+    pooling: str = "avg"                               # avg | max | flatten
+    dense: list[int] = field(default_factory=list)     # hidden units, e.g. [128, 64, 32]
+    dropout: float = 0.2                               # after each hidden layer (or before the classifier)
+    activation: str = "relu"
+    batch_norm: bool = True                            # standardise the pooled features first
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("avg", "max", "flatten"):
+            raise LabError(f"pooling must be avg, max or flatten (got {self.pooling!r})")
+        if not 0 <= self.dropout < 1:
+            raise LabError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if any(int(u) < 1 for u in self.dense):
+            raise LabError(f"dense layer sizes must be positive (got {self.dense})")
+
+    def describe(self) -> str:
+        hidden = "-".join(map(str, self.dense)) or "none"
+        return f"global {self.pooling} pooling{', batch norm' if self.batch_norm else ''}, dense {hidden}, dropout {self.dropout}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 @dataclass

@@ -14,7 +14,7 @@ common.page("Data", ":material/dataset:", "The images the lab learns from: one f
 SOURCES = ["Built-in dataset", "Upload a ZIP", "Folder on this machine"]
 PREVIEW_SIZE = common.DEFAULT_IMAGE_SIZE
 SAMPLES_PER_CLASS = 8
-from core.datasets import MIN_IMAGES_PER_CLASS as MIN_PER_CLASS  # noqa: E402
+from core.data.datasets import MIN_IMAGES_PER_CLASS as MIN_PER_CLASS  # noqa: E402
 ZIP_CACHE = re.compile(r"/\S*/zips/[0-9a-f]{16}/")
 
 
@@ -87,7 +87,7 @@ except Exception as e:  # noqa: BLE001 - anything unexpected is shown, not raise
     st.error(f"**Could not read the data:** {type(e).__name__}: {e}", icon=":material/error:")
     st.stop()
 
-from core.check import report_from_prepared  # noqa: E402
+from core.data.check import report_from_prepared  # noqa: E402
 
 report = report_from_prepared(dataset, data)
 st.session_state["data_check"] = report

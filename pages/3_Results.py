@@ -6,9 +6,9 @@ import json
 import pandas as pd
 import streamlit as st
 
-from core.compare import COLUMNS, RANKED, best_per_column, confusion_pairs, misclassified_for, normalise_rows, \
+from core.evaluation.compare import COLUMNS, RANKED, best_per_column, confusion_pairs, misclassified_for, normalise_rows, \
     pareto_front, to_csv
-from core import energy
+from core.evaluation import energy
 from ui import charts, common, energy_view
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")

@@ -5,7 +5,7 @@ import numpy as np
 import streamlit as st
 
 from ui import charts, common
-from core.images import thumbnail
+from core.data.images import thumbnail
 from ui.predicting import predict_many
 
 common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
@@ -45,7 +45,7 @@ source = source or SOURCES[0]
 
 items: list[tuple[str, object]] = []          # (caption, bytes or uint8 array)
 if source == SOURCES[0]:
-    from core.images import MAX_PIXELS
+    from core.data.images import MAX_PIXELS
     from ui import uploads
     limit_mb = uploads.upload_limit_mb()
     ups = st.file_uploader("Images (any format PIL reads)", accept_multiple_files=True, key="predict_uploads",

@@ -11,14 +11,53 @@ os.environ["TF_USE_LEGACY_KERAS"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+SHARED = ("packages", "weights", "cache")
+DATASET_VARS = ("LAB_CIFAR10", "LAB_CATS_VS_DOGS", "LAB_VEHICLE_REAR", "LAB_FASHION_MNIST", "LAB_BASIC_SHAPES",
+                "LAB_ANIMALS10")
+
+
+def lab_home_with_shared_caches(home: Path) -> Path:
+    """`home` as a lab home of its own whose packages, weights and caches are the repo's shared ones."""
+    shared = REPO / "artifacts"
+    home.mkdir(parents=True, exist_ok=True)
+    for name in SHARED:
+        (shared / name).mkdir(parents=True, exist_ok=True)
+        (home / name).symlink_to((shared / name).resolve(), target_is_directory=True)
+    return home
+
+
+@pytest.fixture
+def fresh_home(tmp_path, monkeypatch):
+    """A lab home of its own, so datasets placed by one test are seen by no other; caches stay shared."""
+    home = lab_home_with_shared_caches(tmp_path / "home")
+    monkeypatch.setenv("LAB_HOME", str(home))
+    for var in DATASET_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+def wait_for_job(job_id: str, pred, timeout: float, reconcile: bool = True, what: str = "") -> dict:
+    """Poll a background job until `pred(job)`; fail with its status and log tail after `timeout` seconds."""
+    import time
+
+    from core import jobs
+    end = time.time() + timeout
+    while time.time() < end:
+        if reconcile:
+            jobs.reconcile()
+        job = jobs.get_job(job_id)
+        if pred(job):
+            return job
+        time.sleep(0.1)
+    job = jobs.get_job(job_id)
+    pytest.fail(f"job {job_id} never got {what or 'there'}: {job['status']} {job['error']} {job['progress']}\n"
+                f"{jobs.read_log(job_id)[-3000:]}")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lab_home(tmp_path_factory):
     """A fresh lab home per test session; weights, packages and caches are symlinked to the shared ones."""
-    home = tmp_path_factory.mktemp("labhome")
-    shared = REPO / "artifacts"
-    for name in ("packages", "weights", "cache"):
-        (shared / name).mkdir(parents=True, exist_ok=True)
-        (home / name).symlink_to(shared / name, target_is_directory=True)
+    home = lab_home_with_shared_caches(tmp_path_factory.mktemp("labhome"))
     old = os.environ.get("LAB_HOME")
     os.environ["LAB_HOME"] = str(home)
     yield home

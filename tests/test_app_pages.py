@@ -21,8 +21,8 @@ def finished_run():
     images to show), with one compressed variant."""
     from core.compression import compress
     from core.config import TrainConfig
-    from core.model import HeadConfig
-    from core.training import train
+    from core.config import HeadConfig
+    from core.training.train import train
     cfg = TrainConfig(dataset="shapes", backbone="mlp", image_size=16, epochs=2, head=HeadConfig(dense=[16]))
     run_id = train(cfg)["run_id"]
     compress(run_id, ["tflite_float32"], {"measure": {"latency_runs": 50, "warmup_runs": 2, "throughput_repeats": 1}})
@@ -88,7 +88,7 @@ def test_data_page_explains_unusable_data(tmp_path):
 
 def test_home_starts_a_preset_as_grouped_jobs():
     """A report's preset starts from Home: one job per distinct run, all in one group, then the Train page opens."""
-    from core.presets import list_groups, resolve
+    from core.presets.recipes import list_groups, resolve
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     at.run()
     at.selectbox(key="w_home_preset").set_value("animals").run()
@@ -118,7 +118,7 @@ def test_train_page_widgets_and_start_a_job(tmp_path):
     assert all(compression.TECHNIQUES[t].title in body for t in compression.DEFAULT_TECHNIQUES)   # the standard set
     at.session_state["train_comp_mode"] = "None"
     try:
-        from core.presets import PRESETS
+        from core.presets.recipes import PRESETS
     except ImportError:
         PRESETS = {}
     if PRESETS:                                              # a report's preset can be started from here too
@@ -186,7 +186,8 @@ def test_results_page_shows_a_finished_run(finished_run):
     at.selectbox(key="carbon_region").set_value("PL").run()
     assert not at.exception
     after = _column(at, "CO2e to make")
-    from core import energy, settings
+    from core.evaluation import energy
+    from core.store import settings
     try:
         assert energy.region() == "PL" and before != after and len(after) == 2
     finally:
@@ -204,7 +205,7 @@ def test_results_page_shows_a_finished_run(finished_run):
 
 def test_results_page_shows_the_real_photo_check_and_why_it_did_not_run(finished_run):
     """A shapes run cannot name car colours: the check says so, is stored with the run, and the page shows it."""
-    from core.presets import real_photo_check
+    from core.presets.recipes import real_photo_check
     out = real_photo_check(finished_run)
     assert "does not classify car colours" in out["error"]
     at = open_page("pages/3_Results.py", run_id=finished_run)

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from core import registry
-from core.compare import (RANKED, best_per_column, confusion_pairs, load_run, misclassified_for, normalise_rows,
+from core.store import registry
+from core.evaluation.compare import (RANKED, best_per_column, confusion_pairs, load_run, misclassified_for, normalise_rows,
                           pareto_front, to_csv)
-from core.runs import new_run_id, run_dir, write_json
+from core.store.runs import new_run_id, run_dir, write_json
 
 ROWS = [
     {"name": "original", "test_accuracy": 0.95, "size_bytes": 9_000_000, "latency_ms_p50": 12.0, "sparsity": None},

@@ -28,9 +28,9 @@ def compressed_run() -> dict:
     """
     from core.compression import compress
     from core.config import TrainConfig
-    from core.paths import lab_home
-    from core.runs import read_json, write_json
-    from core.training import train
+    from core.store.paths import lab_home
+    from core.store.runs import read_json, write_json
+    from core.training.train import train
     cache = lab_home() / "test_compression_result.json"
     if cache.is_file():
         return read_json(cache)
@@ -93,7 +93,7 @@ def test_fine_tuning_on_a_stratified_sample(result):
     """fine_tune.max_images: compression fine-tunes on a seeded sample with every class in proportion."""
     from core.compression.context import Workbench
     from core.compression.options import resolve
-    from core.compression.predictor import run_info
+    from core.models.predictor import run_info
     from core.progress import silent
     wb = Workbench(run_info(result["run_id"]), resolve({"fine_tune": {"max_images": 300}}), silent, 1, None)
     rows, train = wb.fine_tune_rows(), wb.data.index["train"]
@@ -139,8 +139,8 @@ def test_clustering_gzip(result):
     c = v["clustered_16"]
     assert c["gzip_bytes"] <= 0.40 * v["original"]["gzip_bytes"]
     assert c["max_unique_per_kernel"] > 16                          # depthwise kernels are not clustered...
-    from core.compression import load_variant
-    from core.compression.tfmot_methods import prunable_weight_names
+    from core.models import load_variant
+    from core.models.measure import prunable_weight_names
     model = load_variant(result["run_id"], "clustered_16").model
     kernels = [getattr(l, n).numpy() for l in model.layers for n in prunable_weight_names(l)]
     assert max(np.unique(k).size for k in kernels) <= 16            # ...every Conv2D/Dense kernel is
@@ -156,11 +156,11 @@ def test_pruning_preserving_qat(result):
 
 
 def test_batchnorm_folding_is_exact(result):
-    from core.backbones import preprocess
+    from core.models.backbones import preprocess
     from core.compression.tfmot_methods import fold_batchnorm
-    from core.data import prepare
-    from core.paths import runs_dir
-    from core.runs import load_keras
+    from core.data.prepare import prepare
+    from core.store.paths import runs_dir
+    from core.store.runs import load_keras
     from core.tfenv import keras
     model = load_keras(runs_dir() / result["run_id"] / "model.keras")
     folded = fold_batchnorm(model)
@@ -170,9 +170,9 @@ def test_batchnorm_folding_is_exact(result):
 
 
 def test_results_stored_with_run_and_registry(result):
-    from core import registry
-    from core.paths import runs_dir
-    from core.runs import read_json
+    from core.store import registry
+    from core.store.paths import runs_dir
+    from core.store.runs import read_json
     folder = runs_dir() / result["run_id"]
     stored = read_json(folder / "variants.json")
     assert [r["name"] for r in stored] == [r["name"] for r in result["variants"]]
@@ -187,8 +187,8 @@ def test_results_stored_with_run_and_registry(result):
 
 def test_energy_in_the_comparison_and_from_the_cli(result, capsys, monkeypatch):
     """Energy to make = training + compression step; CO2e follows the chosen region; `show --json` has it all."""
-    from core.cli import main
-    from core.compare import load_run
+    from core.cli.main import main
+    from core.evaluation.compare import load_run
     monkeypatch.setenv("LAB_CARBON_REGION", "FR")
     rep = load_run(result["run_id"])
     train_j = rep.train_energy["joules"]
@@ -211,9 +211,9 @@ def test_energy_in_the_comparison_and_from_the_cli(result, capsys, monkeypatch):
 def test_exported_files_work_outside_the_lab(result):
     """A bare ai_edge_litert interpreter and plain tf_keras, with MobileNetV2 preprocessing done by hand."""
     from ai_edge_litert.interpreter import Interpreter
-    from core.compression import load_variant
-    from core.data import prepare
-    from core.paths import runs_dir
+    from core.models import load_variant
+    from core.data.prepare import prepare
+    from core.store.paths import runs_dir
     from core.tfenv import keras
     folder = runs_dir() / result["run_id"] / "variants"
     images = prepare("shapes", 96).x("test")[:4]
@@ -232,9 +232,9 @@ def test_exported_files_work_outside_the_lab(result):
 
 
 def test_load_variant_predicts_in_batches_like_the_evaluator(result):
-    from core.compression import load_variant
-    from core.data import prepare
-    from core.metrics import classification_metrics
+    from core.models import load_variant
+    from core.data.prepare import prepare
+    from core.evaluation.metrics import classification_metrics
     data = prepare("shapes", 96)
     p = load_variant(result["run_id"], "tflite_int8")
     assert p.resizable
@@ -248,7 +248,7 @@ def test_load_variant_predicts_in_batches_like_the_evaluator(result):
 
 
 def test_cli_compress_json_and_help(result, capsys):
-    from core.cli import main
+    from core.cli.main import main
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     helptext = capsys.readouterr().out
@@ -259,14 +259,15 @@ def test_cli_compress_json_and_help(result, capsys):
     assert out["run_id"] == result["run_id"] and [v["name"] for v in out["variants"]] == ["original"]
     assert set(out["variants"][0]) >= {"name", "technique", "test_accuracy", "size_bytes", "gzip_bytes",
                                        "latency_ms_p50", "latency_ms_p95", "agreement", "sparsity"}
-    from core.paths import runs_dir
-    from core.runs import read_json
+    from core.store.paths import runs_dir
+    from core.store.runs import read_json
     assert len(read_json(runs_dir() / result["run_id"] / "variants.json")) == len(result["variants"])  # merged
 
 
 def test_bad_input_is_a_lab_error(result, capsys):
-    from core.cli import main
-    from core.compression import compress, load_variant
+    from core.cli.main import main
+    from core.compression import compress
+    from core.models import load_variant
     run = result["run_id"]
     with pytest.raises(LabError, match="unknown technique"):
         compress(run, ["pruning", "shrink_ray"])

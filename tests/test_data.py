@@ -4,8 +4,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.data import prepare, split_indices
-from core.datasets import DATASETS, get_dataset
+from core.data.prepare import prepare, split_indices
+from core.data.datasets import DATASETS, get_dataset
 from core.errors import LabError
 from tests.conftest import COLOURS, make_class_folder
 
@@ -100,7 +100,7 @@ def test_restricted_unpickler_refuses_code(tmp_path):
     import os
     import pickle
 
-    from core.datasets.builtin import load_numpy_pickle
+    from core.data.datasets.builtin import load_numpy_pickle
 
     class Evil:
         def __reduce__(self):
@@ -127,7 +127,7 @@ def test_non_utf8_class_folder_is_named_clearly(tmp_path):
 
 
 def test_check_dataset_reports_instead_of_raising(tmp_path):
-    from core.check import check_dataset
+    from core.data.check import check_dataset
     make_class_folder(tmp_path / "k", COLOURS, n=12)
     (tmp_path / "k" / "red" / "bad.jpg").write_bytes(b"garbage")
     ok = check_dataset(str(tmp_path / "k"))

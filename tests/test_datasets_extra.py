@@ -13,27 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.data import prepare
-from core.datasets import DATASETS, get_dataset
-from core.datasets import cifar, mnistlike, vehicle_rear
-from core.datasets.sources import datasets_dir
+from core.data.prepare import prepare
+from core.data.datasets import DATASETS, get_dataset
+from core.data.datasets import cifar, mnistlike, vehicle_rear
+from core.data.datasets.sources import datasets_dir
 from core.errors import LabError
 
 REPORT_DATASETS = ("cifar10", "cats_vs_dogs", "vehicle_rear", "fashion_mnist", "digits", "vehicle_colors_synthetic")
 
 
-@pytest.fixture
-def fresh_home(tmp_path, monkeypatch):
-    """A lab home of its own, so datasets placed by one test are seen by no other; caches stay shared."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shared = Path(os.environ["LAB_HOME"])
-    for name in ("cache", "packages", "weights"):
-        (home / name).symlink_to((shared / name).resolve(), target_is_directory=True)
-    monkeypatch.setenv("LAB_HOME", str(home))
-    for var in ("LAB_CIFAR10", "LAB_CATS_VS_DOGS", "LAB_VEHICLE_REAR", "LAB_FASHION_MNIST"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+
 
 
 def test_report_datasets_are_registered_with_an_honest_status():
@@ -49,7 +38,7 @@ def test_report_datasets_are_registered_with_an_honest_status():
 
 
 def test_missing_datasets_say_what_to_download_and_where(fresh_home, monkeypatch):
-    import core.backbones as bb
+    import core.models.backbones as bb
     monkeypatch.setattr(bb, "online", lambda *a, **k: False)
     monkeypatch.setattr(mnistlike, "DEBIAN_FASHION", fresh_home / "no-debian")
     where = str(datasets_dir())
@@ -316,7 +305,7 @@ def test_vehicle_rear_registry_entry_imports_on_first_use(fresh_home, tmp_path, 
 
 def test_vehicle_rear_cli_import(tmp_path, capsys):
     import json
-    from core.cli import main
+    from core.cli.main import main
     src = make_vehicle_rear(tmp_path / "data", _fixture_plan())
     assert main(["import-vehicle-rear", str(src), "--dest", str(tmp_path / "o"), "--json"]) == 2   # too few per colour
     assert "no usable vehicles" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO, lab_home_with_shared_caches  # noqa: E402
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -49,11 +49,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """A real `streamlit run` with its own, empty lab home (download/feature caches shared to stay fast)."""
-    home = tmp_path_factory.mktemp("e2e-home")
-    shared = REPO / "artifacts"
-    for name in ("packages", "weights", "cache"):
-        (shared / name).mkdir(parents=True, exist_ok=True)
-        (home / name).symlink_to(shared / name, target_is_directory=True)
+    home = lab_home_with_shared_caches(tmp_path_factory.mktemp("e2e-home"))
     port = _free_port()
     env = dict(os.environ, LAB_HOME=str(home), LAB_MAX_CONCURRENT_JOBS="1", PYTHONUNBUFFERED="1")
     log = open(home / "streamlit.log", "wb")
@@ -133,7 +129,7 @@ def _test_image(path: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from core.synth import shapes
+    from core.data.synth import shapes
     a = shapes.render(shapes.CLASS_NAMES.index("circle"), 160, np.random.default_rng([12345, 7]))
     Image.fromarray(a).save(path, quality=92)
     return path

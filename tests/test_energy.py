@@ -3,7 +3,7 @@ import socket
 
 import pytest
 
-from core import energy
+from core.evaluation import energy
 
 
 def _burn(n: int) -> int:
@@ -54,7 +54,7 @@ def test_total_adds_stages():
 
 
 def test_region_and_power_come_from_lab_settings_unless_the_environment_says(monkeypatch, tmp_path):
-    from core import settings
+    from core.store import settings
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     monkeypatch.delenv("LAB_CARBON_REGION", raising=False)
     monkeypatch.delenv("LAB_CPU_WATTS_PER_CORE", raising=False)
@@ -79,7 +79,7 @@ def test_per_1000_scales_by_the_number_of_predictions():
 
 def test_settings_command_sets_the_region_and_power(monkeypatch, tmp_path, capsys):
     import json
-    from core.cli import main
+    from core.cli.main import main
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     monkeypatch.delenv("LAB_CARBON_REGION", raising=False)
     monkeypatch.delenv("LAB_CPU_WATTS_PER_CORE", raising=False)

@@ -5,9 +5,10 @@ import pytest
 
 @pytest.fixture(scope="module")
 def shapes_backbone():
-    from core.backbones import build_backbone
-    from core.data import prepare
-    from core.model import HeadConfig, feature_extractor, pooling_layer
+    from core.models.backbones import build_backbone
+    from core.data.prepare import prepare
+    from core.config import HeadConfig
+    from core.models.heads import feature_extractor, pooling_layer
     data = prepare("shapes", 96, 0)
     backbone, weights = build_backbone("mobilenet_v2", 96)
     assert weights.startswith("imagenet"), "the packaged MobileNetV2 weights are needed here"
@@ -16,8 +17,8 @@ def shapes_backbone():
 
 def test_tflite_extractor_agrees_with_keras_is_stored_and_survives_a_corrupt_file(shapes_backbone, tmp_path,
                                                                                    monkeypatch):
-    from core import extractor as ex
-    from core.pipeline import predict_images
+    from core.training import extractor as ex
+    from core.data.pipeline import predict_images
     monkeypatch.setattr(ex, "cache_dir", lambda: tmp_path)
     data, keras_extractor, weights = shapes_backbone
     images = data.images[:80]
@@ -45,7 +46,7 @@ def test_tflite_extractor_agrees_with_keras_is_stored_and_survives_a_corrupt_fil
 
 def test_a_disagreeing_conversion_is_discarded_and_random_weights_are_never_stored(shapes_backbone, tmp_path,
                                                                                    monkeypatch):
-    from core import extractor as ex
+    from core.training import extractor as ex
     monkeypatch.setattr(ex, "cache_dir", lambda: tmp_path)
     monkeypatch.setattr(ex, "MAX_GAP", 0.0)       # any float difference at all now counts as a disagreement
     data, keras_extractor, weights = shapes_backbone
@@ -61,10 +62,10 @@ def test_a_disagreeing_conversion_is_discarded_and_random_weights_are_never_stor
 
 def test_training_through_tflite_features_matches_keras_features(tmp_path, monkeypatch):
     """Same run, features from each engine (caches apart): the same predictions on the test split."""
-    from core import features
+    from core.training import features
     from core.config import TrainConfig
-    from core.runs import read_json, run_dir
-    from core.training import train
+    from core.store.runs import read_json, run_dir
+    from core.training.train import train
     runs = {}
     for engine in ("keras", "tflite"):
         monkeypatch.setattr(features, "cache_dir", lambda e=engine: tmp_path / e)

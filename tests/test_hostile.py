@@ -28,14 +28,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import jobs, registry
-from core.check import check_dataset
-from core.data import prepare
-from core.datasets import folder as folder_mod
+from core import jobs
+from core.store import registry
+from core.data.check import check_dataset
+from core.data.prepare import prepare
+from core.data.datasets import folder as folder_mod
 from core.errors import LabError
-from core.images import MAX_PIXELS, load_image
-from core.paths import cache_dir, lab_home, runs_dir
-from tests.conftest import COLOURS, REPO, make_class_folder
+from core.data.images import MAX_PIXELS, load_image
+from core.store.paths import cache_dir, lab_home, runs_dir
+from tests.conftest import COLOURS, REPO, make_class_folder, wait_for_job
 
 PY = sys.executable
 APP = str(REPO / "streamlit_app.py")
@@ -457,8 +458,8 @@ def test_load_image_reads_any_mode_and_format_and_refuses_everything_else(tmp_pa
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     from core.config import TrainConfig
-    from core.model import HeadConfig
-    from core.training import train
+    from core.config import HeadConfig
+    from core.training.train import train
     data = make_class_folder(tmp_path_factory.mktemp("hostile-run") / "colours", COLOURS, n=12, size=24)
     cfg = TrainConfig(dataset=str(data), backbone="mlp", image_size=16, epochs=1, head=HeadConfig(dense=[8]))
     return train(cfg)["run_id"]
@@ -492,7 +493,7 @@ def test_prediction_uploads_on_the_predict_page(trained_run, tmp_path):
 def test_models_load_only_from_the_labs_own_artifacts_in_safe_mode(trained_run, tmp_path):
     import shutil
 
-    from core.runs import load_keras, run_dir
+    from core.store.runs import load_keras, run_dir
     from core.tfenv import keras
     from ui.predicting import predict_many
     folder = run_dir(trained_run)
@@ -641,7 +642,7 @@ def half_written_then_full(path, mode="r", *a, **k):
 
 
 def test_atomic_writes_keep_the_old_file_when_a_write_fails(tmp_path, monkeypatch):
-    from core import runs
+    from core.store import runs
     target = tmp_path / "metrics.json"
     runs.write_json(target, {"version": 1})
     for fault in ("replace", "fsync", "write"):
@@ -664,7 +665,7 @@ def test_atomic_writes_survive_kill_9_at_any_moment(tmp_path):
     script = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        from core.runs import write_json
+        from core.store.runs import write_json
         k = 0
         print("ready", flush=True)
         while True:
@@ -683,7 +684,7 @@ def test_atomic_writes_survive_kill_9_at_any_moment(tmp_path):
 
 
 def test_save_keras_failure_leaves_the_old_model(tmp_path, monkeypatch):
-    from core import runs
+    from core.store import runs
     from core.tfenv import keras
     monkeypatch.setenv("LAB_HOME", str(tmp_path))
     folder = runs.run_dir(runs.new_run_id(), create=True)
@@ -726,16 +727,7 @@ def spec(dataset: str, **cfg) -> dict:
 
 
 def wait_for(job_id: str, pred, timeout: float = JOB_TIMEOUT, reconcile: bool = True) -> dict:
-    end = time.time() + timeout
-    while time.time() < end:
-        if reconcile:
-            jobs.reconcile()
-        job = jobs.get_job(job_id)
-        if pred(job):
-            return job
-        time.sleep(0.1)
-    job = jobs.get_job(job_id)
-    pytest.fail(f"job {job_id}: {job['status']} {job['error']}\n{jobs.read_log(job_id)[-3000:]}")
+    return wait_for_job(job_id, pred, timeout, reconcile=reconcile)
 
 
 def finished(job: dict) -> bool:
@@ -754,7 +746,7 @@ def _cmdline():
 
 _args = _cmdline()
 _faults = os.environ.get("LAB_TEST_FAULTS")
-if _faults and b"core.worker" in _args and len(_args) >= 2:
+if _faults and b"core.jobs.worker" in _args and len(_args) >= 2:
     fault = json.load(open(_faults)).get(_args[-2].decode())
     runs = os.path.join(os.path.realpath(os.environ["LAB_HOME"]), "runs") + os.sep
 
@@ -783,11 +775,11 @@ if _faults and b"core.worker" in _args and len(_args) >= 2:
             return _open(file, mode, *a, **k)
         builtins.open = io.open = guarded
     if fault == "memory":
-        import core.images
+        import core.data.images
 
         def load_image(*a, **k):
             raise MemoryError()
-        core.images.load_image = load_image
+        core.data.images.load_image = load_image
 '''
 
 
@@ -906,12 +898,12 @@ def test_two_jobs_never_write_the_same_run_folder(colours, clean_jobs):
             con.execute("DELETE FROM runs WHERE id=?", (run_id,))
     # a second worker for a job that another process runs refuses to start
     job_id = jobs.submit(spec(colours), start=False)
-    with jobs._connect() as con:
+    with jobs.queue._connect() as con:
         con.execute("UPDATE jobs SET status='running', pid=? WHERE id=?", (os.getpid(), job_id))
-    out = subprocess.run([PY, "-m", "core.worker", job_id], capture_output=True, text=True, timeout=60, cwd=REPO)
+    out = subprocess.run([PY, "-m", "core.jobs.worker", job_id], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert out.returncode == 2 and "not mine" in out.stderr
     assert jobs.get_job(job_id)["pid"] == os.getpid()
-    with jobs._connect() as con:
+    with jobs.queue._connect() as con:
         con.execute("UPDATE jobs SET status='cancelled' WHERE id=?", (job_id,))
 
 
@@ -966,7 +958,8 @@ def test_the_limit_holds_across_processes_and_sessions_see_the_same_states(colou
 
 WRITER_SCRIPT = """
 import json, os, random, sys
-from core import jobs, registry
+from core import jobs
+from core.store import registry
 w = int(sys.argv[1])
 runs = json.loads(sys.argv[2])
 job = sys.argv[3]
@@ -993,7 +986,7 @@ def test_the_registry_stays_consistent_when_writers_are_killed_at_random_moments
     run_ids = [f"20250101-000000-{i:06x}" for i in range(4)]
     job_ids = [f"job-{i:010x}" for i in range(3)]
     now = time.time()
-    with jobs._connect() as con:
+    with jobs.queue._connect() as con:
         for j, r in zip(job_ids, ("20250101-000001-000000", "20250101-000001-000001", "20250101-000001-000002")):
             con.execute("INSERT INTO jobs (id, kind, run_id, status, created, updated, spec) VALUES (?,?,?,?,?,?,?)",
                         (j, "train", r, "queued", now, now, "{}"))
@@ -1044,10 +1037,10 @@ def test_the_registry_stays_consistent_when_writers_are_killed_at_random_moments
 def test_run_ids_and_names_cannot_traverse_paths(colours, trained_run, clean_jobs, capsys, tmp_path):
     from streamlit.testing.v1 import AppTest
 
-    from core.cli import main
-    from core.compression.predictor import variant_file
-    from core.runs import check_run_id, run_dir
-    from core.worker import main as worker_main
+    from core.cli.main import main
+    from core.models.predictor import variant_file
+    from core.store.runs import check_run_id, run_dir
+    from core.jobs.worker import main as worker_main
     bad_ids = ["../../escape", "/etc", "20250101-000000-abcdef/../../x", "..", ""]
     for bad in bad_ids:
         assert main(["show", bad]) == 2
@@ -1096,8 +1089,8 @@ def test_run_ids_and_names_cannot_traverse_paths(colours, trained_run, clean_job
 
 
 def test_a_variant_file_linked_outside_the_run_is_refused(tmp_path):
-    from core.compression.predictor import variant_file
-    from core.runs import new_run_id, run_dir
+    from core.models.predictor import variant_file
+    from core.store.runs import new_run_id, run_dir
     rid = new_run_id()
     d = run_dir(rid, create=True) / "variants" / "tflite_float32"
     d.mkdir(parents=True)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core.errors import LabError
-from core.images import load_image, resize_array
+from core.data.images import load_image, resize_array
 
 
 def _png(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:

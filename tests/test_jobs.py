@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from core import jobs, registry
+from core import jobs
+from core.store import registry
 from core.errors import LabError
-from core.runs import read_json, run_dir
-from tests.conftest import COLOURS, make_class_folder
+from core.store.runs import read_json, run_dir
+from tests.conftest import COLOURS, make_class_folder, wait_for_job
 
 JOB_TIMEOUT = 150
 
@@ -41,16 +42,7 @@ def spec(dataset: str, **cfg) -> dict:
 
 
 def wait_for(job_id: str, pred, timeout: float = JOB_TIMEOUT, what: str = "") -> dict:
-    end = time.time() + timeout
-    while time.time() < end:
-        jobs.reconcile()
-        job = jobs.get_job(job_id)
-        if pred(job):
-            return job
-        time.sleep(0.2)
-    job = jobs.get_job(job_id)
-    pytest.fail(f"job {job_id} never got {what or 'there'}: {job['status']} {job['progress']}\n"
-                f"{jobs.read_log(job_id)[-3000:]}")
+    return wait_for_job(job_id, pred, timeout, what=what)
 
 
 def finished(job: dict) -> bool:
@@ -127,7 +119,7 @@ def test_cancel_a_queued_job_and_unknown_ids(colours):
 
 
 def test_an_exception_in_training_marks_the_job_failed_with_error_and_log(colours):
-    # fine-tuning from a layer the backbone does not have: a LabError raised inside core.training
+    # fine-tuning from a layer the backbone does not have: a LabError raised inside core.training.train
     job_id = jobs.submit(spec(colours, epochs=1, fine_tune_at=5000, fine_tune_epochs=1))
     job = wait_for(job_id, finished, what="finished")
     assert job["status"] == "failed"
@@ -153,7 +145,7 @@ def test_reconcile_marks_jobs_whose_process_vanished_as_interrupted(colours):
     dead.wait()
     a = jobs.submit(spec(colours), start=False)
     b = jobs.submit(spec(colours), start=False)
-    with jobs._connect() as con:   # as if the app had started them and then the machine restarted
+    with jobs.queue._connect() as con:   # as if the app had started them and then the machine restarted
         con.execute("UPDATE jobs SET status='running', pid=?, started=? WHERE id=?", (dead.pid, time.time(), a))
         # a live pid that is not this job's worker (pid reuse after a restart)
         con.execute("UPDATE jobs SET status='running', pid=?, started=? WHERE id=?", (os.getpid(), time.time(), b))
@@ -211,7 +203,7 @@ def test_invalid_specs_are_refused_before_queueing(colours):
 def test_progress_fraction_only_grows_through_training_and_compression():
     """The worker's progress bar: monotonic over a real event sequence, 1.0 only when done."""
     from core.progress import ProgressEvent
-    from core.worker import Reporter
+    from core.jobs.worker import Reporter
     spec_ = {"config": {"mode": "feature-extraction", "epochs": 3},
              "compress": {"techniques": ["pruning", "tflite_float32", "tflite_int8"]}}
     seen: list[float] = []
@@ -244,7 +236,7 @@ def test_progress_fraction_only_grows_through_training_and_compression():
 
 def test_a_preset_job_records_its_group_and_notes(colours):
     """Jobs queued for a preset (as Home and the Train page do) record the preset's group on their runs."""
-    from core.presets import group_runs
+    from core.presets.recipes import group_runs
     info = {"preset": "shapes", "preset_group": "shapes-test-group", "preset_run": "tiny", "notes": ["a note"],
             "warnings": [], "quick": True}
     job_id = jobs.submit(spec(colours) | {"preset": info})

@@ -1,4 +1,4 @@
-"""core.predict and the `predict` sub-command, on the run compressed by test_compression.compressed_run."""
+"""core.evaluation.predict and the `predict` sub-command, on the run compressed by test_compression.compressed_run."""
 from __future__ import annotations
 
 import io
@@ -14,7 +14,7 @@ from tests.test_compression import compressed_run
 
 @pytest.fixture(scope="module")
 def run() -> dict:
-    from core.data import prepare
+    from core.data.prepare import prepare
     result = compressed_run()
     data = prepare("shapes", 96)
     return {"run_id": result["run_id"], "x": data.x("test")[:6], "y": data.y("test")[:6], "classes": data.class_names}
@@ -28,8 +28,8 @@ def _png(a: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("variant", ["original", "tflite_int8_io", "pruned_50"])
 def test_predict_paths_bytes_and_arrays(run, tmp_path, variant):
-    from core.compression import load_variant
-    from core.predict import predict
+    from core.models import load_variant
+    from core.evaluation.predict import predict
     paths = []
     for i, a in enumerate(run["x"][:3]):
         paths.append(tmp_path / f"img{i}.png")
@@ -47,7 +47,7 @@ def test_predict_paths_bytes_and_arrays(run, tmp_path, variant):
 
 
 def test_predict_resizes_any_image(run):
-    from core.predict import predict
+    from core.evaluation.predict import predict
     big = np.asarray(Image.fromarray(run["x"][0]).resize((200, 150)))
     grey = np.asarray(Image.fromarray(run["x"][1]).convert("L"))
     out = predict(run["run_id"], [big, grey], top_k=10)
@@ -56,7 +56,7 @@ def test_predict_resizes_any_image(run):
 
 
 def test_predict_errors(run, tmp_path):
-    from core.predict import predict
+    from core.evaluation.predict import predict
     with pytest.raises(LabError, match="no variant"):
         predict(run["run_id"], [run["x"][0]], variant="tflite_int3")
     with pytest.raises(LabError, match="not a readable image"):
@@ -68,7 +68,7 @@ def test_predict_errors(run, tmp_path):
 
 
 def test_cli_predict_json(run, tmp_path, capsys):
-    from core.cli import main
+    from core.cli.main import main
     p = tmp_path / "one.png"
     p.write_bytes(_png(run["x"][0]))
     assert main(["predict", run["run_id"], str(p), "--variant", "tflite_int8", "--json", "--top-k", "1"]) == 0

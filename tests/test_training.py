@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from core import registry
+from core.store import registry
 from core.config import Augment, EarlyStopping, TrainConfig
-from core.metrics import classification_metrics
-from core.model import HeadConfig
-from core.runs import read_json, run_dir
-from core.training import train
+from core.evaluation.metrics import classification_metrics
+from core.config import HeadConfig
+from core.store.runs import read_json, run_dir
+from core.training.train import train
 
 FE = dict(dataset="shapes", backbone="mobilenet_v2", image_size=96, epochs=10, seed=0)
 
@@ -42,9 +42,9 @@ def test_stored_report_matches_recomputation_from_predictions(fe_run):
 
 
 def test_saved_model_reproduces_the_stored_predictions(fe_run):
-    from core.data import prepare
-    from core.pipeline import predict_images
-    from core.runs import load_keras
+    from core.data.prepare import prepare
+    from core.data.pipeline import predict_images
+    from core.store.runs import load_keras
     folder = run_dir(fe_run["run_id"])
     model = load_keras(folder / "model.keras")
     data = prepare("shapes", 96, 0)

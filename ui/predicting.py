@@ -9,7 +9,7 @@ def decode(items: list[tuple[str, object]], size: int) -> tuple[list, list[str |
     import numpy as np
 
     from core.errors import LabError
-    from core.images import load_image, resize_array
+    from core.data.images import load_image, resize_array
     arrays, errors = [], []
     for caption, src in items:
         try:
@@ -28,12 +28,12 @@ def decode(items: list[tuple[str, object]], size: int) -> tuple[list, list[str |
 @st.cache_resource(show_spinner=False, max_entries=12)
 def predictor(run_id: str, variant: str, stamp: float):
     """A loaded model or TFLite interpreter, shared by all sessions (re-loaded when its file changes)."""
-    from core.compression import load_variant
+    from core.models import load_variant
     return load_variant(run_id, variant, threads=2)
 
 
 def _model_stamp(run_id: str, variant: str) -> float:
-    from core.runs import run_dir
+    from core.store.runs import run_dir
     folder = run_dir(run_id)
     if variant == "original":
         return (folder / "model.keras").stat().st_mtime
@@ -62,7 +62,7 @@ def predict_images(run_id: str, variant: str, images: list, top_k: int) -> list[
 
 def predict_many(run_id: str, variants: list[str], items: list[tuple[str, object]], top_k: int):
     """{(image index, variant): result or {"error"}}, plus general error messages."""
-    from core.runs import read_json, run_dir
+    from core.store.runs import read_json, run_dir
     size = int(read_json(run_dir(run_id) / "config.json")["image_size"])
     arrays, bad = decode(items, size)
     results: dict[tuple[int, str], dict] = {}

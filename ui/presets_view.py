@@ -29,7 +29,7 @@ def starter(prefix: str) -> list[str] | None:
     if not start:
         return None
     from core.errors import LabError
-    from core.presets import submit_preset
+    from core.jobs import submit_preset
     try:
         out = submit_preset(name, quick=bool(quick))
     except LabError as e:

@@ -1,7 +1,7 @@
 """Uploads and the dataset check report: the stated limits, where an upload is stored, and how the report shows.
 
 An uploaded file is only ever stored under the lab home (a sanitised name plus its content hash), unpacked by
-core.datasets.folder.safe_extract and decoded by PIL; nothing uploaded is unpickled or executed.
+core.data.datasets.folder.safe_extract and decoded by PIL; nothing uploaded is unpickled or executed.
 """
 from __future__ import annotations
 
@@ -38,9 +38,9 @@ def too_large(up, limit_mb: int | None = None) -> str | None:
 
 def dataset_limits() -> str:
     """The stated limits for dataset uploads, in one sentence."""
-    from core.datasets import MIN_IMAGES_PER_CLASS
-    from core.datasets.folder import ZIP_MAX_BYTES, ZIP_MAX_ENTRIES, ZIP_MAX_RATIO
-    from core.images import MAX_PIXELS
+    from core.data.datasets import MIN_IMAGES_PER_CLASS
+    from core.data.datasets.folder import ZIP_MAX_BYTES, ZIP_MAX_ENTRIES, ZIP_MAX_RATIO
+    from core.data.images import MAX_PIXELS
     return (f"Limits: {upload_limit_mb()} MB per upload; at most {ZIP_MAX_ENTRIES:,} entries and "
             f"{ZIP_MAX_BYTES / 2**30:g} GiB unpacked, no entry expanding more than {ZIP_MAX_RATIO}x (ZIP bombs are "
             f"refused); images up to {MAX_PIXELS / 1e6:g} megapixels; at least two classes with "
@@ -57,7 +57,7 @@ def safe_stem(filename: str) -> str:
 
 def save_upload(filename: str, data: bytes, suffix: str = ".zip") -> str:
     """Store an upload under <lab home>/uploads as <safe stem>-<content hash><suffix>; return its path."""
-    from core.paths import sub
+    from core.store.paths import sub
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = sub("uploads")
     path = folder / f"{safe_stem(filename)}-{digest}{suffix}"
@@ -94,5 +94,5 @@ def render_report(report: dict, short=lambda s: s, counts: bool = True) -> None:
 
 
 def _json(report: dict) -> str:
-    from core.runs import dumps
+    from core.store.runs import dumps
     return dumps(report, indent=1)

@@ -7,12 +7,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from ..config import TrainConfig
-from ..data import PreparedData, prepare
-from ..errors import LabError
-from ..progress import Progress, ProgressEvent
-from ..runs import read_json
-from .predictor import RunInfo
+from core.config import TrainConfig
+from core.data.prepare import PreparedData, prepare
+from core.errors import LabError
+from core.progress import Progress, ProgressEvent
+from core.store.runs import read_json
+from core.models.predictor import RunInfo
 
 
 class Workbench:
@@ -36,7 +36,7 @@ class Workbench:
 
     def original(self):
         """A fresh copy of the trained model (tfmot's clustering modifies the model it is given)."""
-        from ..runs import load_keras
+        from core.store.runs import load_keras
         return load_keras(self.info.folder / "model.keras")
 
     def fine_tune_rows(self) -> np.ndarray:
@@ -51,7 +51,7 @@ class Workbench:
 
     def fine_tune_data(self):
         """The fine-tuning rows, preprocessed by the same pipeline as training, in shuffled batches."""
-        from ..pipeline import image_dataset
+        from core.data.pipeline import image_dataset
         from .tfmot_methods import FineTuneData
         tr = self.fine_tune_rows()
         if len(tr) < len(self.data.index["train"]):
@@ -70,7 +70,7 @@ class Workbench:
 
     def representative(self) -> Callable[[], Iterator[list[np.ndarray]]]:
         """The converter's representative dataset: the sample, preprocessed exactly as for prediction."""
-        from ..backbones import preprocess
+        from core.models.backbones import preprocess
         x = np.asarray(preprocess(self.cfg.backbone, self.representative_images()), np.float32)
         return lambda: ([x[i:i + 1]] for i in range(len(x)))
 
@@ -81,7 +81,7 @@ class Workbench:
 
     def saved_model(self, key: str, model_fn: Callable[[], Any]) -> Path:
         """A lean SavedModel of a Keras model, exported once per compress() call and shared by all TFLite levels."""
-        from .tflite import export_saved_model
+        from core.models.tflite import export_saved_model
 
         def make() -> Path:
             return export_saved_model(model_fn(), self.cfg.image_size, self.tmp / f"saved_model_{key}")

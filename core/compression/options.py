@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from ..errors import LabError
+from core.errors import LabError
 
 SCOPES = ("whole", "head")
 

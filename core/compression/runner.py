@@ -11,16 +11,16 @@ import time
 import traceback
 from pathlib import Path
 
-from .. import registry
-from ..energy import meter
-from ..errors import LabError
-from ..progress import Progress, ProgressEvent, silent
-from ..runs import read_json, write_json
+from core.store import registry
+from core.evaluation.energy import meter
+from core.errors import LabError
+from core.progress import Progress, ProgressEvent, silent
+from core.store.runs import read_json, write_json
 from .checks import result_checks
 from .context import Workbench
-from .evaluator import TestSplit, evaluate
+from core.evaluation.evaluator import TestSplit, evaluate
 from .options import resolve
-from .predictor import RunInfo, open_model, run_info
+from core.models.predictor import RunInfo, open_model, run_info
 from .techniques import DEFAULT_TECHNIQUES, TECHNIQUES, Built, Technique
 
 SUMMARY_KEYS = ("name", "technique", "test_accuracy", "size_bytes", "gzip_bytes", "latency_ms_p50", "latency_ms_p95",

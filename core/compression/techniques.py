@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from .options import DEFAULTS
-from .tflite import LEVELS, NEEDS_REPRESENTATIVE
+from core.models.tflite import LEVELS, NEEDS_REPRESENTATIVE
 
 if TYPE_CHECKING:
     from .context import Workbench
@@ -61,19 +61,19 @@ def _clustered(wb: "Workbench"):
 
 
 def _save_keras(model, folder: Path) -> Path:
-    from ..runs import save_keras
+    from core.store.runs import save_keras
     save_keras(model, folder / "model.keras")
     return folder / "model.keras"
 
 
 def _write_tflite(data: bytes, folder: Path) -> Path:
-    from ..runs import atomic_write_bytes
+    from core.store.runs import atomic_write_bytes
     atomic_write_bytes(folder / "model.tflite", data)
     return folder / "model.tflite"
 
 
 def _convert(wb: "Workbench", key: str, model_fn: Callable, level: str, folder: Path) -> Path:
-    from .tflite import convert
+    from core.models.tflite import convert
     wb.say(f"compress:{level}", f"converting the {key} model to TFLite ({level})")
     sm = wb.saved_model(key, model_fn)
     return _write_tflite(convert(sm, level, wb.representative() if level in NEEDS_REPRESENTATIVE else None), folder)

@@ -25,12 +25,12 @@ from typing import Callable
 
 import numpy as np
 
-from ..progress import Progress, keras_callback
-from ..tfenv import keras, tf  # noqa: F401  (tf_keras must be set up before tfmot is imported)
+from core.progress import Progress, keras_callback
+from core.models.measure import prunable_weight_names, registry_weights
+from core.tfenv import keras, tf  # noqa: F401  (tf_keras must be set up before tfmot is imported)
 
 import tensorflow_model_optimization as tfmot  # noqa: E402
 from tensorflow_model_optimization.python.core.clustering.keras import clustering_registry  # noqa: E402
-from tensorflow_model_optimization.python.core.sparsity.keras import prune_registry  # noqa: E402
 
 
 @dataclass
@@ -45,24 +45,6 @@ class FineTuneData:
 def is_head(layer) -> bool:
     """Layers of the classification head (named by core.model.head_layers / pooling_layer)."""
     return layer.name.startswith("head_") or layer.name == "predictions"
-
-
-def _registry_weights(registry, layer) -> list[str]:
-    return list(registry._LAYERS_WEIGHTS_MAP.get(layer.__class__, []))
-
-
-def prunable_weight_names(layer) -> list[str]:
-    """Names of the weights tfmot prunes in this layer (Conv2D/Dense kernels; none for DepthwiseConv2D)."""
-    return _registry_weights(prune_registry.PruneRegistry, layer)
-
-
-def weight_group(layer, weight) -> str | None:
-    """'prunable' for kernels tfmot would prune, 'depthwise' for depthwise kernels, else None."""
-    if any(weight is getattr(layer, n, None) for n in prunable_weight_names(layer)):
-        return "prunable"
-    if isinstance(layer, keras.layers.DepthwiseConv2D) and weight is layer.depthwise_kernel:
-        return "depthwise"
-    return None
 
 
 def prepare_fine_tune(model, scope: str = "whole") -> None:
@@ -127,7 +109,7 @@ def cluster(model, data: FineTuneData, clusters: int, epochs: int, lr: float, sc
              "density": tfmot.clustering.keras.CentroidInitialization.DENSITY_BASED}
     prepare_fine_tune(model, scope)
     def selected(layer) -> bool:
-        return bool(_registry_weights(clustering_registry.ClusteringRegistry, layer)) and \
+        return bool(registry_weights(clustering_registry.ClusteringRegistry, layer)) and \
             (scope == "whole" or is_head(layer))
     wrapped, names = _wrap(model, lambda l: tfmot.clustering.keras.cluster_weights(
         l, number_of_clusters=clusters, cluster_centroids_init=inits[init]), selected)

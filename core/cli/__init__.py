@@ -1,0 +1,4 @@
+"""`python -m core`: one module per command group (main: data, training and runs; jobs; presets; compression)."""
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,448 @@
+"""Background jobs: training (then optional compression) in separate OS processes, tracked in the SQLite registry.
+
+A job is a row in the `jobs` table of artifacts/lab.db. `submit()` queues it; `schedule()` starts queued jobs
+as `python -m core.worker JOB_ID` processes (own session, output to a log file) while fewer than
+`max_concurrent()` jobs run. The worker writes its progress to its row and, when it exits, calls `schedule()`
+so the queue advances without any browser open. `cancel()` stops a job's process group (SIGTERM, then SIGKILL),
+and `reconcile()` marks jobs whose process is gone as interrupted.
+
+Statuses: queued -> running -> done | failed | cancelled | interrupted (running -> cancelling -> cancelled).
+Nothing here imports TensorFlow or Streamlit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from core.store import registry
+from core.errors import LabError
+from core.store.paths import REPO_ROOT, sub
+from core.store.runs import new_run_id, run_dir
+
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, run_id TEXT NOT NULL UNIQUE, name TEXT, status TEXT NOT NULL,
+    created REAL NOT NULL, updated REAL NOT NULL, started REAL, finished REAL, pid INTEGER,
+    cancel_requested REAL, spec TEXT NOT NULL, progress TEXT NOT NULL DEFAULT '{}',
+    history TEXT NOT NULL DEFAULT '[]', result TEXT NOT NULL DEFAULT '{}', error TEXT, log_tail TEXT
+)
+"""
+JOBS_INDEX = "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created)"
+
+ACTIVE = ("running", "cancelling")            # a process exists (or should)
+OPEN = ("queued",) + ACTIVE                   # not finished yet
+FINISHED = ("done", "failed", "cancelled", "interrupted")
+KINDS = ("train",)
+JOB_ID_RE = re.compile(r"^job-[0-9a-f]{10}$")
+CANCEL_GRACE = 4.0                            # seconds between SIGTERM and SIGKILL
+LOG_TAIL_CHARS = 6000
+_WATCHERS: dict[str, subprocess.Popen] = {}   # jobs this process spawned (reaped by a watcher thread)
+
+
+def max_concurrent() -> int:
+    """How many jobs may run at once (env LAB_MAX_CONCURRENT_JOBS, default 1: two cores fit one training)."""
+    try:
+        return max(1, int(os.environ.get("LAB_MAX_CONCURRENT_JOBS", "1")))
+    except ValueError:
+        return 1
+
+
+def _connect():
+    """registry.connect() with the jobs table present (created by this module, inside the same transaction)."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def cm():
+        with registry.connect() as con:
+            con.execute(JOBS_SCHEMA)
+            con.execute(JOBS_INDEX)
+            yield con
+    return cm()
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not JOB_ID_RE.match(job_id):
+        raise LabError(f"'{job_id}' is not a job id (expected e.g. job-0a1b2c3d4e); see `python -m core jobs`")
+    return job_id
+
+
+def jobs_dir() -> Path:
+    return sub("jobs")
+
+
+def log_path(job_id: str) -> Path:
+    return jobs_dir() / f"{check_job_id(job_id)}.log"
+
+
+def _row(r) -> dict:
+    d = dict(r)
+    for k, empty in (("spec", {}), ("progress", {}), ("history", []), ("result", {})):
+        d[k] = json.loads(d.get(k) or "null") or empty
+    return d
+
+
+# ---------------------------------------------------------------- submitting and reading
+
+
+def validate_spec(spec: dict) -> dict:
+    """Check a job spec before it is queued: a training config and an optional compression request."""
+    from core.config import TrainConfig
+    if not isinstance(spec, dict):
+        raise LabError("a job spec must be a dict")
+    kind = spec.get("kind", "train")
+    if kind not in KINDS:
+        raise LabError(f"unknown job kind '{kind}'; one of {', '.join(KINDS)}")
+    cfg = spec.get("config")
+    cfg = TrainConfig.from_dict(cfg if isinstance(cfg, dict) else {}).to_dict()   # raises LabError when invalid
+    comp = spec.get("compress") or None
+    if comp is not None:
+        techniques = list(comp.get("techniques") or [])
+        if techniques:
+            try:
+                from core.compression import TECHNIQUES
+            except ImportError as e:
+                raise LabError(f"compression is not available here ({e})") from e
+            unknown = [t for t in techniques if t not in TECHNIQUES]
+            if unknown:
+                raise LabError(f"unknown compression technique(s) {', '.join(unknown)}; "
+                               f"choose from {', '.join(TECHNIQUES)}")
+        comp = {"techniques": techniques, "options": dict(comp.get("options") or {})} if techniques else None
+    preset = spec.get("preset")
+    if preset is not None:
+        if not isinstance(preset, dict) or not {"preset", "preset_group", "preset_run"} <= set(preset):
+            raise LabError("a job's preset entry must name the preset, its group and its run")
+        preset = json.loads(json.dumps(preset))                 # plain JSON data only
+    out = {"kind": kind, "config": cfg, "compress": comp, "name": spec.get("name") or cfg.get("name")}
+    return out | ({"preset": preset} if preset else {})
+
+
+def submit(spec: dict, start: bool = True) -> str:
+    """Queue a job (its run id is assigned now, so it owns its run folder); start it if a slot is free."""
+    spec = validate_spec(spec)
+    job_id = "job-" + secrets.token_hex(5)
+    run_id = new_run_id()
+    while run_dir_exists(run_id):
+        run_id = new_run_id()
+    now = time.time()
+    with _connect() as con:
+        while con.execute("SELECT 1 FROM jobs WHERE run_id=?", (run_id,)).fetchone():
+            run_id = new_run_id()
+        con.execute("INSERT INTO jobs (id, kind, run_id, name, status, created, updated, spec) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (job_id, spec["kind"], run_id, spec["name"], "queued", now, now, json.dumps(spec)))
+    if start:
+        schedule()
+    return job_id
+
+
+def run_dir_exists(run_id: str) -> bool:
+    try:
+        run_dir(run_id)
+        return True
+    except LabError:
+        return False
+
+
+def get_job(job_id: str) -> dict | None:
+    check_job_id(job_id)
+    with _connect() as con:
+        r = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+    return _row(r) if r else None
+
+
+def list_jobs(limit: int = 50, statuses: tuple[str, ...] | None = None, reconcile_first: bool = True) -> list[dict]:
+    """Newest first; by default reconciles first so a vanished process never shows as running."""
+    if reconcile_first:
+        reconcile()
+    q, args = "SELECT * FROM jobs", []
+    if statuses:
+        q += f" WHERE status IN ({','.join('?' * len(statuses))})"
+        args += list(statuses)
+    q += " ORDER BY created DESC LIMIT ?"
+    with _connect() as con:
+        rows = con.execute(q, (*args, limit)).fetchall()
+    return [_row(r) for r in rows]
+
+
+def job_for_run(run_id: str) -> dict | None:
+    with _connect() as con:
+        r = con.execute("SELECT * FROM jobs WHERE run_id=?", (run_id,)).fetchone()
+    return _row(r) if r else None
+
+
+def queue_position(job_id: str) -> int | None:
+    """1-based position among queued jobs (oldest first), or None if the job is not queued."""
+    with _connect() as con:
+        ids = [r[0] for r in con.execute("SELECT id FROM jobs WHERE status='queued' ORDER BY created, rowid")]
+    return ids.index(job_id) + 1 if job_id in ids else None
+
+
+def read_log(job_id: str, max_chars: int = LOG_TAIL_CHARS) -> str:
+    """The last `max_chars` characters of a job's log (empty if none yet)."""
+    p = log_path(job_id)
+    if not p.exists():
+        return ""
+    with open(p, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max_chars * 2))
+        text = f.read().decode("utf-8", "replace")
+    return text[-max_chars:]
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _proc_state(pid: int) -> tuple[str | None, str]:
+    """(state letter, command line) of a process from /proc; (None, '') if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = stat[stat.rindex(")") + 2]
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        return state, cmd
+    except (OSError, ValueError, IndexError):
+        return None, ""
+
+
+def process_alive(pid: int | None, job_id: str) -> bool:
+    """Whether the worker of `job_id` still runs as `pid` (a zombie, or a reused pid, does not count)."""
+    if not pid:
+        return False
+    if Path("/proc/self/stat").exists():
+        state, cmd = _proc_state(pid)
+        return state is not None and state not in ("Z", "X") and job_id in cmd
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _spawn(job: dict) -> subprocess.Popen:
+    log = log_path(job["id"])
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env["TF_USE_LEGACY_KERAS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    with open(log, "ab") as out, open(os.devnull, "rb") as devnull:
+        return subprocess.Popen([sys.executable, "-m", "core.jobs.worker", job["id"]], cwd=str(REPO_ROOT), env=env,
+                                stdin=devnull, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                close_fds=True)
+
+
+def _on_exit(job_id: str, code: int) -> bool:
+    """A worker this process spawned has exited with `code`: record an outcome if it did not. True if recorded."""
+    job = get_job(job_id)
+    if not job or job["status"] not in ACTIVE:
+        return False
+    if job["status"] == "cancelling":
+        _finish_cancel(job_id)
+        return True
+    how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    hint = " (out of memory?)" if code == -signal.SIGKILL else ""
+    if _finish(job_id, "failed", error=f"the worker process ended without a result: {how}{hint}", from_status=ACTIVE):
+        _mark_run(job["run_id"], "failed", f"worker process {how}{hint}")
+        return True
+    return False
+
+
+def _watch(job_id: str, proc: subprocess.Popen) -> None:
+    """Reap a worker this process spawned; if it died without recording an outcome, record one."""
+    def wait():
+        code = proc.wait()
+        try:
+            _on_exit(job_id, code)
+            schedule()
+        except Exception as e:  # noqa: BLE001 - a watcher must never take its host process down
+            print(f"jobs: watcher for {job_id}: {e}", file=sys.stderr)
+        finally:
+            _WATCHERS.pop(job_id, None)
+    _WATCHERS[job_id] = proc
+    threading.Thread(target=wait, name=f"watch-{job_id}", daemon=True).start()
+
+
+def schedule() -> list[str]:
+    """Start queued jobs, oldest first, while fewer than max_concurrent() are active. Returns the started ids.
+
+    Claiming and spawning happen inside one IMMEDIATE transaction, so concurrent schedulers (the app, several
+    browser sessions, exiting workers) can never exceed the limit together.
+    """
+    started: list[tuple[str, subprocess.Popen]] = []
+    limit = max_concurrent()
+    with _connect() as con:
+        active = con.execute(f"SELECT id, pid FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})",
+                             ACTIVE).fetchall()
+        slots = limit - len(active)
+        if slots > 0:
+            queued = con.execute("SELECT * FROM jobs WHERE status='queued' ORDER BY created, rowid LIMIT ?",
+                                 (slots,)).fetchall()
+            for r in queued:
+                job = _row(r)
+                now = time.time()
+                try:
+                    proc = _spawn(job)
+                except OSError as e:
+                    con.execute("UPDATE jobs SET status='failed', error=?, updated=?, finished=? WHERE id=?",
+                                (f"could not start the worker: {e}", now, now, job["id"]))
+                    continue
+                con.execute("UPDATE jobs SET status='running', pid=?, started=?, updated=? WHERE id=?",
+                            (proc.pid, now, now, job["id"]))
+                started.append((job["id"], proc))
+    for job_id, proc in started:
+        _watch(job_id, proc)
+    return [j for j, _ in started]
+
+
+def _finish(job_id: str, status: str, error: str | None = None, result: dict | None = None,
+            from_status: tuple[str, ...] = OPEN) -> bool:
+    """Record a final status (only from a non-final one); store the log tail. True if this call changed it."""
+    now = time.time()
+    tail = read_log(job_id)
+    with _connect() as con:
+        q = (f"UPDATE jobs SET status=?, error=COALESCE(?, error), log_tail=?, finished=?, updated=?"
+             f"{', result=?' if result is not None else ''} WHERE id=? AND status IN ({','.join('?' * len(from_status))})")
+        args = [status, error, tail, now, now] + ([json.dumps(result, default=float)] if result is not None else [])
+        cur = con.execute(q, (*args, job_id, *from_status))
+        return cur.rowcount > 0
+
+
+def _mark_run(run_id: str, status: str, error: str) -> None:
+    """Mark the job's run (if it exists and is still running) with a final status."""
+    row = registry.get_run(run_id)
+    if row and row["status"] in ("running", "created"):
+        registry.upsert_run(run_id, {"error": error}, status=status, error=error)
+
+
+def _finish_cancel(job_id: str) -> None:
+    job = get_job(job_id)
+    if job and _finish(job_id, "cancelled", error="cancelled by the user", from_status=OPEN):
+        _mark_run(job["run_id"], "cancelled", "cancelled by the user")
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)           # start_new_session: the worker leads its own process group
+    except (ProcessLookupError, PermissionError):
+        try:
+            os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _wait_gone(pid: int, job_id: str, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        proc = _WATCHERS.get(job_id)
+        if proc is not None:
+            proc.poll()
+        if not process_alive(pid, job_id):
+            return True
+        time.sleep(0.05)
+    return not process_alive(pid, job_id)
+
+
+def _stop(job_id: str, pid: int, grace: float) -> None:
+    if not _wait_gone(pid, job_id, grace):
+        _signal_group(pid, signal.SIGKILL)
+        _wait_gone(pid, job_id, 3.0)
+    _finish_cancel(job_id)
+    schedule()
+
+
+def cancel(job_id: str, wait: bool = True, grace: float = CANCEL_GRACE) -> dict:
+    """Cancel a job: a queued one at once; a running one by SIGTERM to its process group, SIGKILL after `grace`
+    seconds. With wait=False the escalation runs in a background thread (reconcile() finishes it otherwise)."""
+    check_job_id(job_id)
+    now = time.time()
+    with _connect() as con:
+        r = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+        if r is None:
+            raise LabError(f"no job '{job_id}'; see `python -m core jobs`")
+        job = _row(r)
+        if job["status"] == "queued":
+            con.execute("UPDATE jobs SET status='cancelled', error='cancelled before it started', cancel_requested=?, "
+                        "finished=?, updated=? WHERE id=?", (now, now, now, job_id))
+        elif job["status"] == "running":
+            con.execute("UPDATE jobs SET status='cancelling', cancel_requested=?, updated=? WHERE id=?",
+                        (now, now, job_id))
+    if job["status"] in ("running", "cancelling"):
+        pid = job["pid"]
+        if process_alive(pid, job_id):
+            _signal_group(pid, signal.SIGTERM)
+            if wait:
+                _stop(job_id, pid, grace)
+            else:
+                threading.Thread(target=_stop, args=(job_id, pid, grace), daemon=True).start()
+        else:
+            _finish_cancel(job_id)
+            schedule()
+    return get_job(job_id)
+
+
+def reconcile() -> list[str]:
+    """Mark jobs whose worker process is gone: running -> interrupted, cancelling -> cancelled; escalate overdue
+    cancellations to SIGKILL; then start queued jobs if slots are free. Returns the ids whose status changed."""
+    with _connect() as con:
+        active = [_row(r) for r in con.execute(
+            f"SELECT * FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})", ACTIVE).fetchall()]
+        queued = con.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
+    changed = []
+    for job in active:
+        proc = _WATCHERS.get(job["id"])
+        if proc is not None and job["status"] == "running":
+            # our own child: its watcher thread knows how it ended (poll() is None while the watcher reaps it)
+            if proc.poll() is not None and _on_exit(job["id"], proc.returncode):
+                changed.append(job["id"])
+            continue
+        alive = process_alive(job["pid"], job["id"])
+        if job["status"] == "cancelling":
+            if alive and time.time() - (job["cancel_requested"] or 0) > CANCEL_GRACE:
+                _signal_group(job["pid"], signal.SIGKILL)
+                alive = not _wait_gone(job["pid"], job["id"], 1.0)
+            if not alive:
+                _finish_cancel(job["id"])
+                changed.append(job["id"])
+        elif not alive:
+            # a worker started moments ago may not have its pid row yet; the row is written with the spawn
+            msg = (f"the worker process (pid {job['pid']}) is gone without a result: it was killed, "
+                   "or the machine or app restarted")
+            if _finish(job["id"], "interrupted", error=msg, from_status=("running",)):
+                _mark_run(job["run_id"], "interrupted", msg)
+                changed.append(job["id"])
+    if changed or queued:
+        schedule()
+    return changed
+
+
+# ---------------------------------------------------------------- used by the worker
+
+
+def set_progress(job_id: str, progress: dict, history: list[dict] | None = None) -> None:
+    now = time.time()
+    with _connect() as con:
+        if history is None:
+            con.execute("UPDATE jobs SET progress=?, updated=? WHERE id=?",
+                        (json.dumps(progress, default=float), now, job_id))
+        else:
+            con.execute("UPDATE jobs SET progress=?, history=?, updated=? WHERE id=?",
+                        (json.dumps(progress, default=float), json.dumps(history, default=float), now, job_id))
+
+
+def finish(job_id: str, status: str, error: str | None = None, result: dict | None = None) -> bool:
+    """The worker's own final record (the ACTIVE statuses only, so a cancel or reconcile is never overwritten)."""
+    if status not in FINISHED:
+        raise ValueError(status)
+    return _finish(job_id, status, error, result, from_status=ACTIVE)
+
+

