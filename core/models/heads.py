@@ -9,13 +9,23 @@ from __future__ import annotations
 from core.config import HeadConfig
 
 
-def pooling_layer(cfg: HeadConfig, backbone_output_rank: int):
-    """The layer turning the backbone's feature map into a vector (none if it is flat already)."""
+def pooled(backbone, cfg: HeadConfig, taps: tuple[str, ...] = ()):
+    """The tensor the head reads: the backbone's output pooled, or, with `taps` (layer names, shallow to deep), each
+    tap's output pooled and concatenated in that order. Flat outputs (the MLP) pass through."""
     from core.tfenv import keras
-    if backbone_output_rank == 2:
-        return None
-    return {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
-            "flatten": keras.layers.Flatten}[cfg.pooling](name="head_pool")
+    if len(backbone.output_shape) == 2:
+        return backbone.output
+    make = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
+            "flatten": keras.layers.Flatten}[cfg.pooling]
+    if not taps:
+        return make(name="head_pool")(backbone.output)
+    vectors = [make(name=f"head_pool_{i}")(backbone.get_layer(name).output) for i, name in enumerate(taps)]
+    return keras.layers.Concatenate(name="head_taps")(vectors)
+
+
+def tap_widths(backbone, taps: tuple[str, ...]) -> list[int]:
+    """Feature columns each tap contributes to `pooled` (the backbone's output alone when `taps` is empty)."""
+    return [int(backbone.get_layer(n).output_shape[-1]) for n in taps] or [int(backbone.output_shape[-1])]
 
 
 def head_layers(cfg: HeadConfig, n_classes: int) -> list:
@@ -43,11 +53,10 @@ def apply(layers: list, x):
     return x
 
 
-def feature_extractor(backbone, pool):
+def feature_extractor(backbone, cfg: HeadConfig, taps: tuple[str, ...] = ()):
     """Backbone plus pooling: the model whose outputs are cached in feature-extraction mode."""
     from core.tfenv import keras
-    out = pool(backbone.output) if pool is not None else backbone.output
-    return keras.Model(backbone.input, out, name="feature_extractor")
+    return keras.Model(backbone.input, pooled(backbone, cfg, taps), name="feature_extractor")
 
 
 def head_model(feature_dim: int, layers: list):
@@ -56,11 +65,10 @@ def head_model(feature_dim: int, layers: list):
     return keras.Model(inp, apply(layers, inp), name="head")
 
 
-def assemble(backbone, pool, layers: list, name: str = "classifier"):
-    """The flat full model: Model(backbone.input, head(pool(backbone.output)))."""
+def assemble(backbone, cfg: HeadConfig, layers: list, taps: tuple[str, ...] = (), name: str = "classifier"):
+    """The flat full model: Model(backbone.input, head(pooled taps of backbone))."""
     from core.tfenv import keras
-    x = pool(backbone.output) if pool is not None else backbone.output
-    return keras.Model(backbone.input, apply(layers, x), name=name)
+    return keras.Model(backbone.input, apply(layers, pooled(backbone, cfg, taps)), name=name)
 
 
 def set_trainable_from(model, backbone_layers: int, fine_tune_at: int | None) -> int:

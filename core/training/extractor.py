@@ -1,7 +1,7 @@
 """Feature extractors for frozen-backbone training: the Keras backbone + pooling, or the same graph converted once to a
 float32 TFLite model, which runs on XNNPACK about twice as fast on a CPU.
 
-The converted extractor is stored per (backbone, weights, size, pooling, library versions) in the cache and checked
+The converted extractor is stored per (backbone, weights, size, pooling, taps, library versions) in the cache and checked
 against the Keras extractor on real images when it is built; a build that disagrees is discarded, never used.
 """
 from __future__ import annotations
@@ -36,9 +36,11 @@ class Extractor:
     build_seconds: float = 0.0
 
 
-def tflite_path(backbone: str, weights: str, image_size: int, pooling: str) -> Path:
+def tflite_path(backbone: str, weights: str, image_size: int, pooling: str, taps: tuple[str, ...] = ()) -> Path:
     raw = f"{backbone}|{weights}|{image_size}|{pooling}|{version('tensorflow')}|{version('ai-edge-litert')}|v1"
-    return cache_dir() / "extractors" / f"{backbone}-{image_size}-{pooling}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.tflite"
+    raw += f"|taps={','.join(taps)}" if taps else ""
+    kind = f"{pooling}-taps{len(taps)}" if taps else pooling
+    return cache_dir() / "extractors" / f"{backbone}-{image_size}-{kind}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.tflite"
 
 
 def build_tflite(keras_extractor, backbone: str, image_size: int, path: Path, check_images: np.ndarray) -> float:
@@ -68,7 +70,8 @@ def _tflite_extract(path: Path, backbone: str, image_size: int) -> Callable[[np.
 
 
 def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int, pooling: str,
-                   n_images: int, check_images: np.ndarray, engine: str = "auto") -> Extractor:
+                   n_images: int, check_images: np.ndarray, engine: str = "auto",
+                   taps: tuple[str, ...] = ()) -> Extractor:
     """The extractor a run uses. `auto` takes TFLite for pretrained weights when a converted extractor is stored, or
     when at least BUILD_MIN_IMAGES images are to be extracted (then it is built and stored); Keras otherwise.
     Random weights are never stored (they change with every build)."""
@@ -79,7 +82,7 @@ def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int
     if engine == "keras":
         keras.note = "Keras (chosen)"
         return keras
-    path = tflite_path(backbone, weights, image_size, pooling)
+    path = tflite_path(backbone, weights, image_size, pooling, taps)
     pretrained = weights != "random"
     if pretrained and path.is_file():
         try:

@@ -1,4 +1,4 @@
-"""Cached backbone features: computed once per (data, backbone, weights, size, pooling), reused by every run."""
+"""Cached backbone features: computed once per (data, backbone, weights, size, pooling, taps), reused by every run."""
 from __future__ import annotations
 
 import hashlib
@@ -12,8 +12,10 @@ from .extractor import Extractor
 from core.store.paths import cache_dir
 
 
-def features_key(data: PreparedData, backbone: str, weights: str, pooling: str) -> str:
+def features_key(data: PreparedData, backbone: str, weights: str, pooling: str, taps: tuple[str, ...] = ()) -> str:
+    """One cache entry per (data, backbone, weights, size, pooling, tap set); the last-layer key is as before taps."""
     raw = f"{data.fingerprint}|{data.dataset}|{data.image_size}|{backbone}|{weights}|{pooling}|v1"
+    raw += f"|taps={','.join(taps)}" if taps else ""
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -27,10 +29,10 @@ class FeatureStore:
     """
 
     def __init__(self, make_extractor: Callable[[int], Extractor], dim: int, data: PreparedData, backbone: str,
-                 weights: str, pooling: str) -> None:
+                 weights: str, pooling: str, taps: tuple[str, ...] = ()) -> None:
         self._make, self.dim, self.data = make_extractor, dim, data
         self.extractor: Extractor | None = None
-        self.path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling)}.npz"
+        self.path = cache_dir() / "features" / f"{features_key(data, backbone, weights, pooling, taps)}.npz"
         self.cacheable = weights != "random" and bool(data.fingerprint)
         self.values: np.ndarray | None = None
         self._known = np.zeros(len(data.images), bool)

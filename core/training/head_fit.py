@@ -1,4 +1,5 @@
-"""Training a head on cached features with one compiled function per epoch.
+"""Training a head on cached features: a linear head fitted by scikit-learn's logistic regression to convergence (C and
+the feature set chosen on validation), or a deeper head trained with one compiled function per epoch.
 
 On cached features an epoch of a small head is a few milliseconds of arithmetic; Keras `fit` spends far more than
 that per epoch on iterators, per-step Python calls and bookkeeping. `fit_features` runs each epoch's mini-batch
@@ -6,6 +7,8 @@ loop and the validation pass inside one `tf.function`, and drives ordinary Keras
 EarlyStopping with its own semantics) so the result is a Keras-style history.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -63,3 +66,142 @@ def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tup
             break
     cbs.on_train_end()
     return history
+
+
+# ---------------------------------------------------------------- the linear head, fitted to convergence
+
+C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # inverse L2 strength, chosen on validation
+SELECT_MAX_ROWS = 4000     # larger training sets choose C on a stratified sample of this many rows, then refit on all
+SMALL_PER_CLASS = 30       # fewer training images than this in some class: choose by cross-validation instead
+BN_EPSILON = 1e-3          # keras BatchNormalization's default: the head's normalisation is exactly this standardisation
+
+
+@dataclass
+class LinearHead:
+    """A softmax layer on standardised features: probabilities = softmax(((x - mean) / sqrt(var + eps)) @ kernel + bias)."""
+    kernel: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray | None
+    var: np.ndarray | None
+    C: float
+
+
+@dataclass
+class Candidate:
+    """One feature set the head may read (e.g. the last layer, or several depths), as columns of the cached features."""
+    name: str
+    columns: slice
+
+
+@dataclass
+class Selection:
+    head: LinearHead
+    candidate: Candidate
+    scores: list[dict]              # one row per (candidate, C): validation (or cross-validated) accuracy and loss
+    method: str                     # how C and the candidate were chosen
+    fitted_on: str                  # "train" or "train+val"
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None) -> np.ndarray:
+    return x if mean is None else (x - mean) / np.sqrt(var + BN_EPSILON)
+
+
+def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, standardise: bool, warm=None):
+    from sklearn.linear_model import LogisticRegression
+    mean, var = (x.mean(0), x.var(0)) if standardise else (None, None)
+    lr = warm or LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
+    lr.set_params(C=C)
+    lr.fit(_standardise(x, mean, var), y)
+    return lr, mean, var
+
+
+def _to_head(lr, mean, var, n_classes: int) -> LinearHead:
+    """sklearn's coefficients as a softmax layer over all `n_classes` (a binary model's single logit becomes [0, z])."""
+    d = lr.coef_.shape[1]
+    kernel, bias = np.zeros((d, n_classes), np.float32), np.full(n_classes, -30.0, np.float32)
+    cls = lr.classes_.astype(int)
+    if len(cls) == 2 and lr.coef_.shape[0] == 1:
+        kernel[:, cls[1]], bias[cls[1]], bias[cls[0]] = lr.coef_[0], lr.intercept_[0], 0.0
+    else:
+        kernel[:, cls], bias[cls] = lr.coef_.T, lr.intercept_
+    return LinearHead(kernel, bias, None if mean is None else mean.astype(np.float32),
+                      None if var is None else var.astype(np.float32), float(lr.C))
+
+
+def predict_linear(head: LinearHead, x: np.ndarray) -> np.ndarray:
+    z = _standardise(x, head.mean, head.var) @ head.kernel + head.bias
+    z = z - z.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def _score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from sklearn.metrics import log_loss
+    acc = float((probs.argmax(1) == y).mean())
+    return acc, float(log_loss(y, np.clip(probs, 1e-7, 1), labels=np.arange(probs.shape[1])))
+
+
+def _stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    from sklearn.model_selection import train_test_split
+    if len(y) <= n:
+        return np.arange(len(y))
+    keep, _ = train_test_split(np.arange(len(y)), train_size=n, stratify=y, random_state=seed)
+    return np.sort(keep)
+
+
+def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int,
+                  candidates: list[Candidate], standardise: bool = True, seed: int = 0) -> Selection:
+    """Fit an L2 logistic regression (scikit-learn, lbfgs, to convergence) for each candidate feature set and C on
+    the training rows, and keep the best on the validation rows (accuracy, then log-loss).
+
+    With fewer than SMALL_PER_CLASS training images in some class, or too few validation rows to tell C values
+    apart, C and the candidate are chosen by stratified k-fold cross-validation on train+val, and the final head is
+    fitted on train+val: every image counts."""
+    from sklearn.model_selection import StratifiedKFold
+    y_tr = labels[train]
+    counts = np.bincount(y_tr, minlength=n_classes)
+    small = counts.min() < SMALL_PER_CLASS or len(val) < 2 * n_classes
+    rows: list[dict] = []
+    best: tuple | None = None
+    if small:
+        pool = np.concatenate([train, val])
+        y_pool = labels[pool]
+        k = int(min(5, np.bincount(y_pool, minlength=n_classes).min()))
+        if k < 2:
+            raise ValueError("every class needs at least 2 images to choose the head's regularisation")
+        folds = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(pool, y_pool))
+        method = f"{k}-fold cross-validation on the {len(pool)} training and validation images"
+    else:
+        sel = train[_stratified_sample(y_tr, SELECT_MAX_ROWS, seed)]
+        folds = [(sel, val)]
+        pool, method = None, f"the {len(val)} validation images" + (
+            f" (C chosen on {len(sel)} of the {len(train)} training images)" if len(sel) < len(train) else "")
+    for cand in candidates:
+        per_c = np.zeros((len(C_GRID), 2))
+        for tr_idx, va_idx in folds:
+            tr_rows, va_rows = (pool[tr_idx], pool[va_idx]) if small else (tr_idx, va_idx)
+            x_tr, x_va = features[tr_rows][:, cand.columns], features[va_rows][:, cand.columns]
+            warm = None
+            for i, C in enumerate(C_GRID):          # increasing C, warm-started: each fit starts near its answer
+                warm, mean, var = _fit(x_tr, labels[tr_rows], n_classes, C, standardise, warm)
+                acc, loss = _score(predict_linear(_to_head(warm, mean, var, n_classes), x_va), labels[va_rows])
+                per_c[i] += (acc * len(va_rows), loss * len(va_rows))
+        per_c /= sum(len(v) for _, v in folds)
+        for C, (acc, loss) in zip(C_GRID, per_c):
+            rows.append({"taps": cand.name, "C": C, "val_accuracy": round(float(acc), 6), "val_loss": round(float(loss), 6)})
+            key = (acc, -loss)
+            if best is None or key > best[0]:
+                best = (key, cand, C)
+    _, cand, C = best
+    fit_rows = np.concatenate([train, val]) if small else train
+    lr, mean, var = _fit(features[fit_rows][:, cand.columns], labels[fit_rows], n_classes, C, standardise)
+    return Selection(_to_head(lr, mean, var, n_classes), cand, rows, method, "train+val" if small else "train")
+
+
+def set_linear_weights(layers: list, head: LinearHead) -> None:
+    """Put a fitted linear head into the Keras head layers (head_norm BatchNormalization, if any, and predictions)."""
+    for layer in layers:
+        if layer.name == "head_norm":
+            layer.set_weights([np.ones_like(head.mean), np.zeros_like(head.mean), head.mean, head.var])
+        elif layer.name == "predictions":
+            layer.set_weights([head.kernel, head.bias])

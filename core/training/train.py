@@ -18,9 +18,9 @@ from core.evaluation.energy import Energy, meter, total
 from core.errors import LabError
 from .extractor import make_extractor
 from .features import FeatureStore
-from .head_fit import fit_features
+from .head_fit import SMALL_PER_CLASS, Candidate, fit_features, select_linear, set_linear_weights
 from core.evaluation.metrics import classification_metrics
-from core.models.heads import assemble, feature_extractor, head_layers, head_model, pooling_layer, set_trainable_from
+from core.models.heads import assemble, feature_extractor, head_layers, head_model, set_trainable_from, tap_widths
 from core.data.pipeline import image_dataset, predict_images
 from core.progress import Progress, ProgressEvent, keras_callback, silent
 from core.store.runs import new_run_id, run_dir, save_keras, write_json
@@ -51,16 +51,65 @@ def _history(history: dict[str, list[float]], stage: str, offset: int) -> list[d
              **{k: float(v[i]) for k, v in history.items() if k != "lr"}} for i in range(n)]
 
 
-def _fit_head(cfg, progress, data: PreparedData, features: FeatureStore, layers: list) -> list[dict]:
-    """Train the head on cached features: epochs cost a few milliseconds instead of a backbone pass."""
-    head = head_model(features.dim, layers)
+def _fit_head(cfg, progress, data: PreparedData, x: np.ndarray, layers: list) -> list[dict]:
+    """Train a deeper head on cached features (`x`: one row per image): epochs cost milliseconds, so `epochs` is a
+    maximum and, with a validation split, training stops when validation loss stalls and keeps its best epoch."""
+    from core.tfenv import keras
+    head = head_model(x.shape[1], layers)
     tr, va = data.index["train"], data.index["val"]
     steps = int(np.ceil(len(tr) / cfg.batch_size))
-    val = (features.rows(va), data.labels[va]) if len(va) else None
+    val = (x[va], data.labels[va]) if len(va) else None
+    callbacks = _callbacks(cfg, progress, "head", cfg.epochs, 0, val is not None)
+    if cfg.early_stopping is None and val is not None:
+        callbacks.append(keras.callbacks.EarlyStopping("val_loss", patience=max(10, cfg.epochs // 10),
+                                                       restore_best_weights=True))
     history = fit_features(head, _optimizer(cfg.optimizer, cfg.learning_rate, cfg.lr_decay, steps),
-                           features.rows(tr), data.labels[tr], val, cfg.epochs, cfg.batch_size, cfg.seed,
-                           _callbacks(cfg, progress, "head", cfg.epochs, 0, val is not None))
+                           x[tr], data.labels[tr], val, cfg.epochs, cfg.batch_size, cfg.seed, callbacks)
     return _history(history, "head", 0)
+
+
+def _head_on_features(cfg, progress, data: PreparedData, features: FeatureStore, candidates: list[Candidate],
+                      n_classes: int) -> tuple[Candidate, list, list[dict], dict]:
+    """The head for frozen features, and which feature set (taps) it reads: (candidate, layers, history, record).
+
+    The default head (no hidden layer) is a linear softmax: fitted by scikit-learn's L2 logistic regression to
+    convergence, with C and the candidate chosen on validation (cross-validation for small data), then written into
+    the Keras layers exactly. Deeper heads train by gradient descent, one candidate after another."""
+    rows = np.concatenate([data.index["train"], data.index["val"]])
+    x = np.zeros((len(data.images), features.dim), np.float32)
+    x[rows] = features.rows(rows)
+    tr, va = data.index["train"], data.index["val"]
+    per_class = np.bincount(data.labels[tr], minlength=n_classes)
+    record: dict = {"train_images_per_class_min": int(per_class.min())}
+    if not cfg.head.dense:
+        sel = select_linear(x, data.labels, tr, va, n_classes, candidates, cfg.head.batch_norm, cfg.seed)
+        layers = head_layers(cfg.head, n_classes)
+        head_model(sel.candidate.columns.stop - sel.candidate.columns.start, layers)      # builds the layers
+        set_linear_weights(layers, sel.head)
+        best = max((r for r in sel.scores if r["taps"] == sel.candidate.name and r["C"] == sel.head.C),
+                   key=lambda r: r["val_accuracy"])
+        record |= {"fit": "logistic regression (scikit-learn lbfgs, L2)", "C": sel.head.C, "chosen_by": sel.method,
+                   "fitted_on": sel.fitted_on, "val_accuracy": best["val_accuracy"], "search": sel.scores}
+        history = [{"epoch": i + 1, "stage": "head", **r} for i, r in enumerate(
+            r for r in sel.scores if r["taps"] == sel.candidate.name)]
+        chosen = sel.candidate
+    else:
+        best = None
+        for cand in candidates:
+            layers_c = head_layers(cfg.head, n_classes)
+            hist = _fit_head(cfg, progress, data, x[:, cand.columns], layers_c)
+            score = max(((h.get("val_accuracy", 0.0), -h.get("val_loss", 0.0)) for h in hist), default=(0.0, 0.0))
+            if best is None or score > best[0]:
+                best = (score, cand, layers_c, hist)
+        _, chosen, layers, history = best
+        record |= {"fit": "gradient descent", "val_accuracy": round(best[0][0], 6), "chosen_by": "validation accuracy"}
+    if per_class.min() < SMALL_PER_CLASS:
+        record["small_data_note"] = (
+            f"only {int(per_class.min())} training images in the smallest class (under {SMALL_PER_CLASS}): "
+            + ("the head's regularisation and feature set were chosen by cross-validation on the training and "
+               "validation images together, and the head was fitted on both" if not cfg.head.dense else
+               "expect noisy results; a linear head (no hidden layers) is chosen by cross-validation"))
+    return chosen, layers, history, record
 
 
 def _keep_best(model, val_ds, offset: int):
@@ -151,35 +200,53 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             print(f"WARNING: {w}", file=sys.stderr)
         registry.upsert_run(run_id, weights=weights)
 
-        pool = pooling_layer(cfg.head, len(backbone.output_shape))
         layers = head_layers(cfg.head, len(data.class_names))
         n_backbone = len(backbone.layers)
         history: list[dict] = []
         use_cache = cfg.mode == "feature-extraction" and not cfg.augment.active
+        taps_mode = cfg.head.taps if spec.taps and cfg.head.pooling != "flatten" else "last"
         features_cached = extractor_info = None
+        taps_info: dict = {"requested": cfg.head.taps}
         if use_cache:
+            extract_taps = spec.taps if taps_mode in ("multi", "auto") else ()
             fit_rows = np.concatenate([data.index["train"], data.index["val"]])
             progress(ProgressEvent("features", f"{spec.title} features of {len(fit_rows)} training and validation "
                                                "images (computed once, then cached)"))
             with stage("features"):        # the training and validation rows; test rows at evaluation
-                keras_extractor = feature_extractor(backbone, pool)
+                keras_extractor = feature_extractor(backbone, cfg.head, extract_taps)
                 features = FeatureStore(
                     lambda n: make_extractor(keras_extractor, cfg.backbone, weights, cfg.image_size, cfg.head.pooling,
-                                             n, data.images[fit_rows[:32]], cfg.feature_engine),
-                    int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling)
+                                             n, data.images[fit_rows[:32]], cfg.feature_engine, extract_taps),
+                    int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling, extract_taps)
                 features_cached = features.was_cached
                 features.rows(fit_rows)
             if (fx := features.extractor) is not None:
                 extractor_info = {"engine": fx.engine, "note": fx.note, "build_seconds": round(fx.build_seconds, 2)}
                 progress(ProgressEvent("features", f"features computed with {fx.note}"))
+            widths = tap_widths(backbone, extract_taps)
+            total_dim = sum(widths)
+            candidates = ([Candidate("multi", slice(0, total_dim))] if extract_taps else []) + \
+                ([Candidate("last", slice(total_dim - widths[-1], total_dim))] if taps_mode != "multi" else [])
+            progress(ProgressEvent("head", "fitting the head" + (" and choosing between the last layer and several "
+                                                                 "depths" if len(candidates) > 1 else "")))
             with stage("head"):
-                history += _fit_head(cfg, progress, data, features, layers)
-            model = assemble(backbone, pool, layers)
+                chosen, layers, head_history, fit_record = _head_on_features(cfg, progress, data, features,
+                                                                             candidates, len(data.class_names))
+            history += head_history
+            taps = spec.taps if chosen.name == "multi" else ()
+            taps_info |= {"used": chosen.name, "candidates": [c.name for c in candidates]}
+            model = assemble(backbone, cfg.head, layers, taps)
         else:
-            model = assemble(backbone, pool, layers)
+            taps = spec.taps if taps_mode in ("multi", "auto") and weights != "random" else ()
+            taps_info |= {"used": "multi" if taps else "last",
+                          "note": "auto: several depths for images (no cached features to choose on)"
+                          if taps_mode == "auto" else ""}
+            fit_record = {"fit": "gradient descent on images"}
+            model = assemble(backbone, cfg.head, layers, taps)
             set_trainable_from(model, n_backbone, 0 if cfg.mode == "full" else None)
             with stage("train"):
                 history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
+        taps_info["layers"] = list(taps) or [backbone.layers[-1].name]
 
         fine_tune_start = kept_epoch = None
         if cfg.fine_tune_epochs:
@@ -200,8 +267,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             if use_cache and not cfg.fine_tune_epochs:
                 # The backbone is unchanged since its features were cached: evaluate the head on them, after
                 # checking on real images that the assembled model gives the same outputs.
-                head = head_model(features.dim, layers)
-                probs = head(features.rows(data.index["test"]), training=False).numpy()
+                head = head_model(chosen.columns.stop - chosen.columns.start, layers)
+                probs = head(features.rows(data.index["test"])[:, chosen.columns], training=False).numpy()
                 check = predict_images(model, cfg.backbone, x_test[:32])
                 gap = float(np.abs(check - probs[:32]).max()) if len(check) else 0.0
                 if gap > 1e-3:
@@ -215,7 +282,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         write_json(folder / "class_names.json", data.class_names)
         write_json(folder / "config.json", cfg.to_dict())
         write_json(folder / "history.json", {"epochs": history, "fine_tune_start_epoch": fine_tune_start,
-                                             "kept_epoch": kept_epoch})
+                                             "kept_epoch": kept_epoch, "head_search": fit_record.get("search")})
         write_json(folder / "predictions.json", {"split": "test", "ids": ids_test, "indices": data.index["test"],
                                                  "y_true": y_test, "probs": probs.round(6)})
         write_json(folder / "metrics.json", metrics)
@@ -225,7 +292,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "num_train": len(data.index["train"]), "num_val": len(data.index["val"]), "num_test": metrics["num"],
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
-            "features_cached": features_cached, "feature_extractor": extractor_info,
+            "features_cached": features_cached, "feature_extractor": extractor_info, "taps": taps_info,
+            "head_fit": {k: v for k, v in fit_record.items() if k != "search"},
             "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
