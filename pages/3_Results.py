@@ -98,7 +98,8 @@ with t_compare:
         st.info("This run has no compressed variants yet (choose compression techniques on the Train page).")
     best = best_per_column(rows)
     labels = {c.key: c.label for c in COLUMNS}
-    shown_cols = [c for c in COLUMNS if c.key != "technique"]        # the variant's name says it
+    shown_cols = [c for c in COLUMNS if c.key != "technique"                 # the variant's name says it
+                  and (c.key != "check_accuracy" or any(r.get(c.key) is not None for r in rows))]
     df = pd.DataFrame(rows)[[c.key for c in shown_cols]]
     shown = pd.DataFrame(index=df.index)
     for c in shown_cols:
@@ -157,12 +158,14 @@ with t_compare:
         else:
             st.caption("No latency measured yet (compression measures it for every variant).")
     st.caption("Stars and the dashed line: the Pareto front, the variants that no other variant beats on both axes.")
-    real = common.real_photos_table(run_id)
-    if real is not None:
-        st.markdown("**Real car photos**: photographs the model never saw (it trained on synthetic renders)")
-        st.dataframe(real, hide_index=True, width="stretch")
-        st.caption("Clear colours count as right only when named exactly; grey and silver when named either. The "
-                   "photos come from PyPI and npm packages (`python -m core real-cars RUN_ID` lists each one).")
+    check = common.check_set_table(run_id)
+    if check is not None:
+        table, note = check
+        st.markdown("**Check set**: real photos the model never saw in training. The drop from the test split is "
+                    "the domain shift.")
+        st.dataframe(table, hide_index=True, width="stretch")
+        st.caption(f"{note}. Grey and silver count as right when named either. "
+                   f"`python -m core check-set {run_id}` lists each photo.")
 
 # ------------------------------------------------------------------ energy
 with t_energy:

@@ -203,14 +203,14 @@ def test_results_page_shows_a_finished_run(finished_run):
     assert at.dataframe, "variant table and per-class report"
 
 
-def test_results_page_shows_the_real_photo_check_and_why_it_did_not_run(finished_run):
-    """A shapes run cannot name car colours: the check says so, is stored with the run, and the page shows it."""
-    from core.presets.recipes import real_photo_check
-    out = real_photo_check(finished_run)
-    assert "does not classify car colours" in out["error"]
+def test_results_page_shows_the_check_set_and_why_it_did_not_run(finished_run):
+    """A run whose dataset has no check set: the check says so, is stored with the run, and the page shows it."""
+    from core.evaluation.checkset import score_run
+    out = score_run(finished_run)
+    assert "has no check set" in out["error"] and "check-set --attach" in out["error"]
     at = open_page("pages/3_Results.py", run_id=finished_run)
-    assert "Real car photos" in texts(at)
-    assert "does not classify car colours" in _column(at, "clear colours named right")[0]
+    assert "Check set" in texts(at)
+    assert "has no check set" in _column(at, "check set")[0]
 
 
 def test_predict_page_renders_a_prediction(finished_run):

@@ -187,27 +187,28 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
     from core.data.datasets.real_cars import CLEAR_COLOURS
     from core.evaluation.checkset import score
     run = vehicle_preset_run[0]["runs"][0]
-    stored = run["real_photos"]
+    stored = run["check_set"]
     assert {"original", "pruned_50"} <= set(stored) or "error" not in stored, stored
     got = score(run["run_id"])
-    assert got["clear_total"] == 15 and {r["colour"] for r in got["photos"] if r["clear"]} == {
+    assert got["clear_total"] == 15 and {r["label"] for r in got["photos"] if r["clear"]} == {
         "black", "green", "red", "white"} and set(CLEAR_COLOURS) >= {"black", "green", "red", "white"}
     assert stored["original"]["clear_right"] == got["clear_right"]      # the preset's record is this same check
-    assert got["clear_right"] >= 12, [f"{r['colour']}->{r['predicted']}" for r in got["photos"] if not r["right"]]
+    assert got["clear_right"] >= 12, [f"{r['label']}->{r['predicted']}" for r in got["photos"] if not r["right"]]
     for colour in ("black", "green", "red", "white"):                   # every clear colour named at least once
-        assert any(r["right"] for r in got["photos"] if r["colour"] == colour), colour
+        assert any(r["right"] for r in got["photos"] if r["label"] == colour), colour
     # The dynamic-range TFLite model keeps the original's answers; the pruned one (fine-tuned on synthetic cars
     # only) names fewer real photos: that is reported per variant, not hidden.
     assert abs(stored["tflite_dynamic"]["clear_right"] - got["clear_right"]) <= 1, stored
     assert all(0 <= c["clear_right"] <= 15 for c in stored.values() if isinstance(c, dict))
-    from ui.common import real_photos_table                             # what the Results page shows
-    table = real_photos_table(run["run_id"])
+    from ui.common import check_set_table                              # what the Results page shows
+    table = check_set_table(run["run_id"])[0]
     assert list(table["variant"]) == ["original", "pruned_50", "tflite_dynamic"]
     assert table["clear colours named right"][0] == f"{got['clear_right']} of 15"
     from core.cli.main import main                                           # and the command line
-    assert main(["real-cars", run["run_id"], "--variant", "tflite_dynamic", "--json"]) == 0
+    assert main(["check-set", run["run_id"], "--variant", "tflite_dynamic", "--json"]) == 0
     cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert cli["variant"] == "tflite_dynamic" and cli["clear_right"] == stored["tflite_dynamic"]["clear_right"]
+    assert len(cli["photos"]) == cli["total"] == 19 and cli["right"] == stored["tflite_dynamic"]["right"]
 
 
 def test_vehicle_colour_model_names_colours_of_unseen_cars(vehicle_preset_run):

@@ -308,18 +308,24 @@ def run_label(r: dict) -> str:
             f"{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}")
 
 
-def real_photos_table(run_id: str) -> "pd.DataFrame | None":
-    """The run's real-car-photo check (real_photos.json), one row per variant; None if it has none."""
+def check_set_table(run_id: str) -> "tuple[pd.DataFrame, str] | None":
+    """The run's check-set scores (check_set.json), one row per variant, and the check set's note; None if it has none."""
     import pandas as pd
 
     from core.store.runs import read_json, run_dir
-    path = run_dir(run_id) / "real_photos.json"
+    path = run_dir(run_id) / "check_set.json"
     if not path.is_file():
         return None
     data = read_json(path)
     if "error" in data:
-        return pd.DataFrame([{"variant": "-", "clear colours named right": f"not checked: {data['error']}"}])
-    return pd.DataFrame([{"variant": name, "clear colours named right": f"{c['clear_right']} of {c['clear_total']}",
-                          "grey/silver named grey or silver": f"{c['shade_right']} of {c['shade_total']}",
-                          "named wrong": ", ".join(c["wrong"]) or "-"}
-                         for name, c in data.items() if isinstance(c, dict)])
+        return pd.DataFrame([{"variant": "-", "check set": f"not checked: {data['error']}"}]), ""
+    rows = []
+    for name, c in data.items():
+        if not isinstance(c, dict):
+            continue
+        row = {"variant": name, "check set": f"{c['right']} of {c['total']} ({100 * c['accuracy']:.0f}%)"}
+        if "clear_total" in c:
+            row |= {"clear colours named right": f"{c['clear_right']} of {c['clear_total']}",
+                    "grey/silver named grey or silver": f"{c['shade_right']} of {c['shade_total']}"}
+        rows.append(row | {"named wrong": ", ".join(c["wrong"]) or "-"})
+    return pd.DataFrame(rows), f"{data.get('check_set', '')}: {data.get('note', '')}"

@@ -216,7 +216,8 @@ def _load_command_modules() -> None:
         importlib.import_module(mod)
 
 
-COMMAND_MODULES: tuple[str, ...] = ("core.cli.jobs", "core.cli.presets", "core.cli.compression")
+COMMAND_MODULES: tuple[str, ...] = ("core.cli.jobs", "core.cli.presets", "core.cli.compression",
+                                       "core.cli.checkset")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Sub-commands `presets`, `preset NAME`, `import-vehicle-rear` and `real-cars RUN_ID` (registered when core.cli imports this module)."""
+"""Sub-commands `presets`, `preset NAME`, `import-vehicle-rear` (registered when core.cli imports this module)."""
 from __future__ import annotations
 
 import argparse
@@ -84,21 +84,3 @@ def import_vehicle_rear(args) -> None:
         "num_skipped": len(m["skipped"]), "skipped": m["skipped"][:200]}
     emit(out, args.json, lambda o: f"{o['vehicles']} vehicles: " + ", ".join(f"{c} {n}" for c, n in o["classes"].items())
          + f"; {o['num_skipped']} skipped")
-
-
-def _real_cars_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_id")
-    p.add_argument("--variant", default="original", help="a stored variant of the run (default: original)")
-
-
-@command("name the colour of real car photos (from registry packages) with a car-colour run", _real_cars_args)
-def real_cars(args) -> None:
-    from core.evaluation.checkset import score
-
-    def text(r):
-        lines = [f"{r['run_id']} ({r['variant']}): clear colours {r['clear_right']}/{r['clear_total']} named right, "
-                 f"grey/silver {r['shade_right']}/{r['shade_total']}  ({r['note']})"]
-        lines += [f"  {'ok ' if x['right'] else 'NO '} {x['colour']:7s} -> {x['predicted']:7s} {x['p_predicted']:.2f}"
-                  f"  {x['view']}  {x['source']}" for x in r["photos"]]
-        return "\n".join(lines)
-    emit(score(args.run_id, args.variant), args.json, text)

@@ -16,6 +16,8 @@ from core.evaluation.energy import meter
 from core.errors import LabError
 from core.progress import Progress, ProgressEvent, silent
 from core.store.runs import read_json, write_json
+from core.data.checksets import check_set_for
+from core.evaluation.checkset import score_run
 from .checks import result_checks
 from .context import Workbench
 from core.evaluation.evaluator import TestSplit, evaluate
@@ -135,6 +137,11 @@ def compress(run_id: str, techniques: list[str] | None = None, options: dict | N
                                    f"{row['size_bytes'] / 1e6:.2f} MB, p50 {row['latency_ms_p50']:.2f} ms",
                                    metrics={"test_accuracy": row["test_accuracy"]}))
     _store(info, rows)
+    check = None
+    if check_set_for(info.config["dataset"]) is not None:
+        progress(ProgressEvent("compress", "scoring every variant on the check set (real photos never trained on)"))
+        check = score_run(run_id)
     seconds = round(time.perf_counter() - t0, 2)
     return {"run_id": run_id, "techniques": names, "variants": rows, "failed": failed, "seconds": seconds,
+            "check_set": check,
             "checks": result_checks(rows, seconds, default_set=techniques is None)}

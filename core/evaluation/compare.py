@@ -28,6 +28,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("name", "Variant", None, "text"),
     Column("technique", "Technique", None, "text"),
     Column("test_accuracy", "Accuracy", "max", "pct"),
+    Column("check_accuracy", "Check set", "max", "pct"),     # real photos never trained on (check_set.json)
     Column("macro_f1", "Macro-F1", "max", "float"),
     Column("size_bytes", "Size", "min", "bytes"),
     Column("gzip_bytes", "Gzipped", "min", "bytes"),
@@ -213,6 +214,9 @@ def load_run(run_id: str) -> RunReport:
         variants = [v for v in (stored or []) if isinstance(v, dict) and v.get("name")]
     if metrics and not any(v.get("name") == "original" for v in variants):
         variants = [original_variant(folder, metrics, run)] + variants
+    check = _read(folder, "check_set.json", {})
+    variants = [v | {"check_accuracy": check[v["name"]].get("accuracy")} if isinstance(check.get(v["name"]), dict)
+                else v for v in variants]
     err = _read(folder, "error.json", {}).get("error") or (row or {}).get("error")
     return RunReport(run_id=run_id, folder=folder, status=(row or {}).get("status", "done" if metrics else "unknown"),
                      row=row, config=_read(folder, "config.json", {}), run=run,

@@ -196,10 +196,6 @@ def run(job_id: str) -> int:
                                 for f in out.get("failed", [])]
             for f in result["failed"]:
                 print(f"compression {f['technique']} failed: {f['error']}", flush=True)
-        if preset:
-            from core.presets.recipes import PRESETS, real_photo_check
-            if getattr(PRESETS.get(preset["preset"]), "real_photos", False):
-                result["real_photos"] = real_photo_check(job["run_id"], reporter)
         reporter(ProgressEvent("done", f"finished: test accuracy {summary['test_accuracy']:.4f}"))
         reporter.state["fraction"] = 1.0
         reporter.flush()

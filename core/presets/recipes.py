@@ -70,7 +70,6 @@ class Preset:
     compression_options: dict = field(default_factory=dict)
     quick_compression_options: dict = field(default_factory=dict)
     shows: str = ""                            # what the results page should make visible
-    real_photos: bool = False                  # also name the real car photos (core.datasets.real_cars) per variant
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -112,7 +111,7 @@ register(Preset(
     compression_options={"pruning": {"sparsity": 0.5, "schedule": "polynomial", "epochs": 5}},
     quick_compression_options={"pruning": {"epochs": 1}},
     shows="the pruned model's sparsity, size and accuracy next to the dynamic-range TFLite model",
-    real_photos=True))
+))
 
 register(Preset(
     name="shapes", title="Shapes: InceptionResNetV2, deep head",
@@ -376,8 +375,7 @@ def run_preset(name: str, progress: Progress = silent, quick: bool = False, subs
                 entry["variants"] = [_variant_row(v) for v in res.get("variants", [])]
                 entry["compression_failed"] = [{k: f.get(k) for k in ("technique", "error")}
                                                for f in res.get("failed", [])]
-            if PRESETS[plan["preset"]].real_photos:
-                entry["real_photos"] = real_photo_check(run_id, progress)
+                entry["check_set"] = res.get("check_set")
             write_json(presets_dir() / f"{group}.json", summary)
         summary.update(status="done", seconds=round(time.perf_counter() - t0, 1))
         return summary
@@ -386,26 +384,6 @@ def run_preset(name: str, progress: Progress = silent, quick: bool = False, subs
         raise
     finally:
         write_json(presets_dir() / f"{group}.json", summary)
-
-
-def real_photo_check(run_id: str, progress: Progress = silent) -> dict:
-    """Real car photos named by the run's original model and each stored variant: {variant: counts}, or why it
-    could not run. Kept with the run as real_photos.json (the Results page shows it)."""
-    from core.models import variant_names
-    from core.evaluation.checkset import score
-    from core.store.runs import run_dir, write_json
-    progress(ProgressEvent("preset", "naming real car photos (never seen in training)"))
-    out: dict = {}
-    try:
-        for name in variant_names(run_id):
-            r = score(run_id, name)
-            out[name] = {k: r[k] for k in ("clear_right", "clear_total", "shade_right", "shade_total")} | {
-                "wrong": [f"{x['colour']} -> {x['predicted']}" for x in r["photos"] if not x["right"]]}
-        out["note"] = r["note"]
-    except LabError as e:
-        out = {"error": str(e)}
-    write_json(run_dir(run_id) / "real_photos.json", out)
-    return out
 
 
 def preset_info(plan: dict, r: dict, group: str) -> dict:

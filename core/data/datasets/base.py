@@ -44,10 +44,11 @@ class DatasetSpec:
     split: tuple[float, float, float] = (0.70, 0.15, 0.15)
     synthetic: bool = False
     stands_in_for: str = ""
+    check_set: str | None = None            # a built-in check set of real photos (core.data.checksets.BUILT_IN)
 
     def info(self) -> dict:
         ok, msg = self.availability()
         return {"name": self.name, "title": self.title, "description": self.description,
                 "available": ok, "availability": msg, "classes": list(self.class_names),
                 "native_size": self.native_size, "synthetic": self.synthetic,
-                "stands_in_for": self.stands_in_for, "split": list(self.split)}
+                "stands_in_for": self.stands_in_for, "split": list(self.split), "check_set": self.check_set}
