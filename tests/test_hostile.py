@@ -776,10 +776,11 @@ if _faults and b"core.jobs.worker" in _args and len(_args) >= 2:
         builtins.open = io.open = guarded
     if fault == "memory":
         import core.data.images
+        import core.data.prepare
 
         def load_image(*a, **k):
             raise MemoryError()
-        core.data.images.load_image = load_image
+        core.data.images.load_image = core.data.prepare.load_image = load_image
 '''
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import core.models.backbones as bb
-from core import presets
+from core.presets import recipes as presets
 from core.models.backbones import weights_status
 from core.data.datasets import get_dataset
 from core.data.datasets.sources import datasets_dir

