@@ -43,6 +43,7 @@ def _preset_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-substitute", action="store_true",
                    help="keep a backbone without ImageNet weights (a frozen random backbone learns nothing useful)")
     p.add_argument("--no-compress", action="store_true", help="train only")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run's split and training (default 0)")
     p.add_argument("--plan", action="store_true", help="print the plan for this machine and stop")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
 
@@ -51,11 +52,11 @@ def _preset_args(p: argparse.ArgumentParser) -> None:
 def preset(args) -> None:
     from core.presets.recipes import resolve, run_preset
     if args.plan:
-        plan = resolve(args.name, args.quick, not args.no_substitute)
+        plan = resolve(args.name, args.quick, not args.no_substitute, args.seed)
         emit(plan, args.json, lambda p: "\n".join(p["messages"]))
         return
     out = run_preset(args.name, progress=(lambda e: None) if args.quiet else _print_progress, quick=args.quick,
-                     substitute=not args.no_substitute, compress=not args.no_compress)
+                     substitute=not args.no_substitute, compress=not args.no_compress, seed=args.seed)
 
     def text(s):
         lines = [f"preset {s['preset']}  group {s['group']}  {s['status']} in {s.get('seconds', 0):.0f} s"]

@@ -54,6 +54,8 @@ class RunRecipe:
     standin_image_size: int | None = None     # the input size on the (smaller) stand-in images
     quick_image_size: int | None = None       # the input size in quick mode (tests, demos)
     note: str = ""
+    recommended: bool = False                 # the run the preset recommends (Results and Predict open on it)
+    compression_options: dict = field(default_factory=dict)   # this run's overrides of the preset's options
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,9 @@ def _dataset_choice(p: Preset) -> dict:
             "message": f"{real.title} is not here ({why}); " + "; ".join(tried)}
 
 
-def resolve(name: str | Preset, quick: bool = False, substitute: bool = True) -> dict:
-    """The plan this machine would run for a preset: dataset, each run's backbone/size/config, compression."""
+def resolve(name: str | Preset, quick: bool = False, substitute: bool = True, seed: int = 0) -> dict:
+    """The plan this machine would run for a preset: dataset, each run's backbone/size/config, compression.
+    `seed` seeds every run's split and training."""
     p = get_preset(name) if isinstance(name, str) else name
     ds = _dataset_choice(p)
     messages = [("dataset: " + ds["message"])]
@@ -270,13 +273,14 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True) ->
                           learning_rate=r.learning_rate, lr_decay=r.lr_decay, early_stopping=r.early_stopping,
                           fine_tune_at=r.fine_tune_at,
                           fine_tune_epochs=min(r.fine_tune_epochs, 1) if quick else r.fine_tune_epochs,
-                          fine_tune_lr=r.fine_tune_lr, preset=p.name, name=f"{p.title} - {r.label}")
+                          fine_tune_lr=r.fine_tune_lr, seed=seed, preset=p.name, name=f"{p.title} - {r.label}")
         if quick and r.fine_tune_epochs > 1:
             notes.append(f"quick mode: 1 fine-tuning epoch (the preset uses {r.fine_tune_epochs})")
         key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=True, default=str)
         run = {"label": r.label, "backbone_requested": r.backbone, "backbone": backbone, "substituted": substituted,
                "weights": src, "image_size": size, "config": cfg.to_dict(), "notes": notes, "warnings": warnings,
-               "duplicate_of": seen.get(key)}
+               "duplicate_of": seen.get(key), "recommended": r.recommended,
+               "compression_options": r.compression_options}
         if run["duplicate_of"]:
             run["notes"].append(f"identical to run '{seen[key]}' after substitution: trained once, not twice")
         else:
@@ -306,7 +310,8 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True) ->
                                                                   f" (NOT available: {comp['message']})"))
     runnable = ds["available"]
     return {"preset": p.name, "title": p.title, "description": p.description, "report": p.report,
-            "quick": quick, "substitute": substitute, "dataset": ds, "runs": runs, "compression": comp,
+            "quick": quick, "substitute": substitute, "seed": seed, "dataset": ds, "runs": runs, "compression": comp,
+            "recommended": next((r["label"] for r in runs if r["recommended"]), runs[-1]["label"] if runs else None),
             "shows": p.shows, "runnable": runnable, "messages": messages}
 
 
@@ -333,13 +338,25 @@ def new_group_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def recommended_run(plan: dict, runs: list[dict]) -> str | None:
+    """The id of the run the plan recommends, among the trained `runs` ({label, run_id}); a duplicate is its twin."""
+    label = next((r["duplicate_of"] or r["label"] for r in plan["runs"] if r["label"] == plan["recommended"]), None)
+    return next((r["run_id"] for r in runs if r["label"] == label), None)
+
+
+def run_options(plan: dict, run: dict) -> dict:
+    """The compression options of one run of a plan: the preset's, overlaid with the run's own."""
+    return _merge(plan["compression"]["options"], run.get("compression_options") or {})
+
+
 def run_preset(name: str, progress: Progress = silent, quick: bool = False, substitute: bool = True,
-               compress: bool = True, threads: int = 2) -> dict:
-    """Train each run of the preset's plan, then compress it; return the group's summary."""
+               compress: bool = True, threads: int = 2, seed: int = 0) -> dict:
+    """Train each run of the preset's plan, then compress it; return the group's summary (with `recommended_run`,
+    the id of the run the preset recommends)."""
     from core.store.runs import new_run_id, write_json
     from core.training.train import train
 
-    plan = resolve(name, quick, substitute)
+    plan = resolve(name, quick, substitute, seed)
     if not plan["runnable"]:
         raise LabError(f"preset '{name}' cannot run here: {plan['dataset']['message']}")
     if compress and not plan["compression"]["available"]:
@@ -370,14 +387,15 @@ def run_preset(name: str, progress: Progress = silent, quick: bool = False, subs
             if compress:
                 progress(ProgressEvent("preset", f"compressing {r['label']}: {', '.join(plan['compression']['techniques'])}"))
                 from core.compression import compress as do_compress
-                res = do_compress(run_id, list(plan["compression"]["techniques"]), plan["compression"]["options"],
+                res = do_compress(run_id, list(plan["compression"]["techniques"]), run_options(plan, r),
                                   progress, threads=threads)
                 entry["variants"] = [_variant_row(v) for v in res.get("variants", [])]
                 entry["compression_failed"] = [{k: f.get(k) for k in ("technique", "error")}
                                                for f in res.get("failed", [])]
                 entry["check_set"] = res.get("check_set")
             write_json(presets_dir() / f"{group}.json", summary)
-        summary.update(status="done", seconds=round(time.perf_counter() - t0, 1))
+        summary.update(status="done", seconds=round(time.perf_counter() - t0, 1),
+                       recommended_run=recommended_run(plan, out_runs))
         return summary
     except BaseException as e:
         summary.update(status="failed", error=str(e) if isinstance(e, LabError) else f"{type(e).__name__}: {e}")
