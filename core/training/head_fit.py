@@ -70,7 +70,8 @@ def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tup
 
 # ---------------------------------------------------------------- the linear head, fitted to convergence
 
-C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0)   # inverse L2 strength, chosen on validation
+C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0)   # inverse L2 strength on standardised features, chosen on validation
+SELECT_TOL, FINAL_TOL = 1e-3, 1e-4           # lbfgs tolerance while choosing, and for the final fit
 SELECT_MAX_ROWS = 4000     # larger training sets choose C on a stratified sample of this many rows, then refit on all
 SMALL_PER_CLASS = 30       # fewer training images than this in some class: choose by cross-validation instead
 BN_EPSILON = 1e-3          # keras BatchNormalization's default: the head's normalisation is exactly this standardisation
@@ -106,11 +107,13 @@ def _standardise(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None)
     return x if mean is None else (x - mean) / np.sqrt(var + BN_EPSILON)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, n_classes: int, C: float, standardise: bool, warm=None):
+def _fit(x: np.ndarray, y: np.ndarray, C: float, standardise: bool, warm=None, tol: float = FINAL_TOL):
+    """An L2 logistic regression on (standardised) x; `warm` (an earlier fit on the same rows) is refitted from its
+    solution. Returns (model, mean, var)."""
     from sklearn.linear_model import LogisticRegression
     mean, var = (x.mean(0), x.var(0)) if standardise else (None, None)
-    lr = warm or LogisticRegression(max_iter=2000, tol=1e-5, warm_start=True)
-    lr.set_params(C=C)
+    lr = warm or LogisticRegression(max_iter=3000, warm_start=True)
+    lr.set_params(C=C, tol=tol)
     lr.fit(_standardise(x, mean, var), y)
     return lr, mean, var
 
@@ -183,7 +186,7 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
             x_tr, x_va = features[tr_rows][:, cand.columns], features[va_rows][:, cand.columns]
             warm = None
             for i, C in enumerate(C_GRID):          # increasing C, warm-started: each fit starts near its answer
-                warm, mean, var = _fit(x_tr, labels[tr_rows], n_classes, C, standardise, warm)
+                warm, mean, var = _fit(x_tr, labels[tr_rows], C, standardise, warm, SELECT_TOL)
                 acc, loss = _score(predict_linear(_to_head(warm, mean, var, n_classes), x_va), labels[va_rows])
                 per_c[i] += (acc * len(va_rows), loss * len(va_rows))
         per_c /= sum(len(v) for _, v in folds)
@@ -194,7 +197,7 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
                 best = (key, cand, C)
     _, cand, C = best
     fit_rows = np.concatenate([train, val]) if small else train
-    lr, mean, var = _fit(features[fit_rows][:, cand.columns], labels[fit_rows], n_classes, C, standardise)
+    lr, mean, var = _fit(features[fit_rows][:, cand.columns], labels[fit_rows], C, standardise)
     return Selection(_to_head(lr, mean, var, n_classes), cand, rows, method, "train+val" if small else "train")
 
 
