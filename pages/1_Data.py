@@ -140,3 +140,35 @@ st.caption("The same report as `python -m core check-dataset PATH --json`: class
            "skipped files with the reason, and problems.")
 root = data.source[len("folder "):] if data.source.startswith("folder ") else None
 uploads.render_report(report, lambda t: _short(t, root), counts=False)   # counts: the table above
+
+st.markdown("#### Check set: real photos never trained on")
+from core.data.checksets import attach, attached_to, check_set_for  # noqa: E402
+
+try:
+    check = check_set_for(dataset)
+except LabError as e:
+    check = None
+    st.warning(f"The attached check set cannot be read: {e}")
+if check is not None:
+    labels = pd.Series(check.labels).value_counts().rename_axis("label").reset_index(name="photos")
+    st.caption(f"**{check.title}**: {len(check.labels)} photos. {check.note}. Every run of this dataset is scored "
+               "on them, each variant too, beside its test accuracy (Results).")
+    st.dataframe(labels, hide_index=True, width="content")
+else:
+    st.caption("None yet. A check set is a ZIP of class folders with photos taken the way the model will be used; "
+               "the lab never trains on them, and the drop from the test split shows the domain shift.")
+name_for = common.dataset_label(dataset)
+up = st.file_uploader(f"Attach a check set to {name_for} (ZIP of class folders)", type=["zip"], key="check_zip",
+                      max_upload_size=uploads.upload_limit_mb())
+c1, c2 = st.columns(2)
+if up is not None and c1.button("Attach", icon=":material/fact_check:"):
+    try:
+        out = attach(dataset, uploads.save_upload(up.name, up.getvalue()))
+        st.success(f"Attached: {out['photos']} photos.")
+        st.rerun()
+    except LabError as e:
+        st.error(f"**This check set cannot be used.** {e}")
+if attached_to(dataset):
+    if c2.button("Detach the check set", icon=":material/link_off:"):
+        attach(dataset, None)
+        st.rerun()

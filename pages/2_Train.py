@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from core.training.head_fit import SMALL_PER_CLASS
 from ui import common, presets_view
 from ui.jobs_view import live_jobs_section
 
@@ -45,6 +46,14 @@ with st.container(border=True):
                                format_func=lambda n: f"{infos[n]['title']} ({n})" if n in infos
                                else f"{common.dataset_label(n)} (your data)",
                                help="Choose or upload other data on the Data page.")
+        if dataset not in infos:                     # the user's data: say when it is small, and what the lab does
+            counts = common.check_report(dataset).get("counts") or {}
+            if counts and (smallest := min(counts.values())) * 0.7 < SMALL_PER_CLASS:
+                st.info(f"**Small data:** {smallest} images in the smallest class, so about {int(smallest * 0.7)} "
+                        f"to train on (under {SMALL_PER_CLASS}). The lab then chooses the head's regularisation "
+                        "(and, on Auto, the feature depth) by cross-validation on the training and validation "
+                        "images and fits the head on both; expect the result to vary with the seed. More images "
+                        "help most.")
         names = list(backbones)
         default_bb = next((n for n, b in backbones.items() if b["default"]), names[0])
         backbone = st.selectbox(
@@ -66,6 +75,12 @@ with st.container(border=True):
         st.markdown("**Head**")
         pooling = st.selectbox("Pooling", ["avg", "max", "flatten"], **w("pooling", "avg", ["avg", "max", "flatten"]),
                                help="How the backbone's feature map becomes a vector.")
+        tap_labels = {"auto": "Auto (chosen on validation)", "last": "Last layer", "multi": "Several depths"}
+        taps = st.radio("Features from", list(tap_labels), format_func=tap_labels.get, horizontal=True,
+                        **w("taps", "auto", list(tap_labels)), disabled=pooling == "flatten" or not b["taps"],
+                        help="The last layer knows objects; earlier layers keep colour and texture. Several depths "
+                             "pools the end of each stage and concatenates them. Auto fits both and keeps the one "
+                             "that classifies the validation split better.")
         dense_text = st.text_input("Hidden layers", **w("dense", ""), placeholder="e.g. 128, 64  (empty: none)",
                                    help="Sizes of dense layers between the features and the classifier.")
         dropout = st.slider("Dropout", 0.0, 0.8, step=0.05, **w("dropout", 0.2))
@@ -77,7 +92,10 @@ with st.container(border=True):
     with c3:
         st.markdown("**Training**")
         a, bcol = st.columns(2)
-        epochs = a.number_input("Epochs", 1, 500, step=1, **w("epochs", 10))
+        epochs = a.number_input("Max epochs", 1, 500, step=1, **w("epochs", 10),
+                                help="A maximum. With no hidden layers the head is a logistic regression fitted to "
+                                     "convergence (epochs do not apply); deeper heads stop when validation loss "
+                                     "stalls and keep their best epoch.")
         batch = bcol.select_slider("Batch size", [8, 16, 32, 64, 128, 256], **w("batch", 32, [8, 16, 32, 64, 128, 256]))
         a, bcol = st.columns(2)
         optimizer = a.selectbox("Optimizer", ["adam", "sgd", "rmsprop"], **w("optimizer", "adam", ["adam", "sgd", "rmsprop"]))
@@ -168,7 +186,8 @@ if start:
         st.error(f"Hidden layers must be whole numbers separated by commas (got '{dense_text}').")
         st.stop()
     cfg = {"dataset": dataset, "backbone": backbone, "image_size": int(image_size), "weights": "auto",
-           "head": {"pooling": pooling, "dense": dense, "dropout": float(dropout)}, "mode": mode,
+           "head": {"pooling": pooling, "dense": dense, "dropout": float(dropout),
+                    "taps": taps if pooling != "flatten" else "last"}, "mode": mode,
            "epochs": int(epochs), "batch_size": int(batch), "optimizer": optimizer, "learning_rate": float(lr),
            "early_stopping": {"monitor": "val_loss", "patience": int(patience)} if early else None,
            "fine_tune_at": ft_at, "fine_tune_epochs": int(ft_epochs), "fine_tune_lr": ft_lr,

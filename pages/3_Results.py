@@ -34,7 +34,7 @@ with st.expander(f"All runs ({len(runs)})", expanded=True):
 
 ids = [r["id"] for r in runs]
 by_id = {r["id"]: r for r in runs}
-default = S.get("run_id") if S.get("run_id") in by_id else next((r["id"] for r in runs if r["status"] == "done"), ids[0])
+default = S.get("run_id") if S.get("run_id") in by_id else common.default_run(runs)
 run_id = st.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]),
                       key=common.remember("run_id", default, ids), on_change=common.save, args=("run_id",))
 S["run_id"] = run_id
@@ -59,14 +59,20 @@ head = cfg.get("head") or {}
 st.markdown(f"{common.status_badge(rep.status)} &nbsp; **{common.dataset_label(cfg.get('dataset'))}** · "
             f"{cfg.get('backbone')} · {cfg.get('image_size')} px · {cfg.get('mode')} · head: {head.get('pooling')} pooling"
             f"{', dense ' + '-'.join(map(str, head.get('dense') or [])) if head.get('dense') else ''}, dropout "
-            f"{head.get('dropout')} · weights: {run.get('weights', '?')}")
+            f"{head.get('dropout')} · features from {common.taps_label(run.get('taps'))} · weights: {run.get('weights', '?')}")
+if (fit := run.get("head_fit") or {}).get("C") is not None:
+    st.caption(f"Head: {fit['fit']}, C = {fit['C']:g} chosen by {fit['chosen_by']}, fitted on {fit['fitted_on']}.")
+if (fit.get("small_data_note")):
+    st.info(f"**Small data:** {fit['small_data_note']}.")
 region = S.get("carbon_region") if S.get("carbon_region") in energy.CARBON_INTENSITY else energy.region()
 train_e = rep.train_energy
 m = st.columns(7)
 m[0].metric("Test accuracy", common.fmt_pct(rep.metrics.get("accuracy")))
 m[1].metric("Macro-F1", f"{rep.metrics.get('macro_f1', 0):.3f}")
 m[2].metric("Test images", rep.metrics.get("num", "–"))
-m[3].metric("Epochs", run.get("epochs_run", len(rep.history.get("epochs", []))))
+m[3].metric("Epochs", "converged" if (run.get("head_fit") or {}).get("C") is not None and not run.get(
+    "fine_tune_start_epoch") else run.get("epochs_run", len(rep.history.get("epochs", []))),
+            help="A linear head is a logistic regression fitted to convergence: it has no epochs.")
 m[4].metric("Training time", common.fmt_secs(run.get("train_seconds")))
 m[5].metric("Training energy", common.fmt_energy(train_e.get("joules")),
             help=(f"{common.fmt_co2(energy.co2e_g(train_e['kwh'], region))} CO2e "

@@ -22,7 +22,7 @@ if not runs:
 
 by_id = {r["id"]: r for r in runs}
 ids = list(by_id)
-default = S.get("run_id") if S.get("run_id") in by_id else ids[0]
+default = S.get("run_id") if S.get("run_id") in by_id else common.default_run(runs)
 c1, c2, c3 = st.columns([3, 3, 1.2])
 run_id = c1.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]),
                       key=common.remember("predict_run", default, ids), on_change=common.save, args=("predict_run",))

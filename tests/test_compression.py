@@ -27,14 +27,15 @@ def compressed_run() -> dict:
     (as a test module and from test_predict.py) and both must share one run.
     """
     from core.compression import compress
-    from core.config import TrainConfig
+    from core.config import HeadConfig, TrainConfig
     from core.store.paths import lab_home
     from core.store.runs import read_json, write_json
     from core.training.train import train
     cache = lab_home() / "test_compression_result.json"
     if cache.is_file():
         return read_json(cache)
-    summary = train(TrainConfig(dataset="shapes", image_size=96, epochs=10))
+    summary = train(TrainConfig(dataset="shapes", image_size=96, head=HeadConfig(taps="multi")))   # several depths
+    assert summary["taps"]["used"] == "multi" and len(summary["taps"]["layers"]) == 4
     assert summary["weights"].startswith("imagenet"), "the packaged ImageNet weights should be used"
     result = compress(summary["run_id"], TECHNIQUES, OPTIONS)
     write_json(cache, result)

@@ -163,20 +163,24 @@ def vehicle_preset_run():
 def test_vehicle_colour_preset_runs_end_to_end(vehicle_preset_run):
     from core.store import registry
     out, events = vehicle_preset_run
-    assert out["status"] == "done" and out["preset"] == "vehicle_colour" and len(out["runs"]) == 1
-    run = out["runs"][0]
+    assert out["status"] == "done" and out["preset"] == "vehicle_colour" and len(out["runs"]) == 2
+    report, run = out["runs"]                                    # the report's way, then the lab's (recommended)
+    assert out["recommended_run"] == run["run_id"] and out["plan"]["recommended"] == "the lab's way"
+    assert report["label"] == "the report's way" and report["test_accuracy"] > 0.5
     assert run["test_accuracy"] > 0.8                           # eight colours: chance is 0.125
     names = {v["name"] for v in run["variants"]}
     techniques = {v.get("technique") for v in run["variants"]}
     assert len(run["variants"]) >= 2, run["variants"]
     assert {"pruning", "tflite_dynamic"} <= (names | techniques), run["variants"]
     assert all(v.get("test_accuracy") is not None for v in run["variants"] if v.get("status", "done") == "done")
-    row = registry.get_run(run["run_id"])
+    row = registry.get_run(report["run_id"])
     assert row["preset"] == "vehicle_colour" and row["summary"]["preset_group"] == out["group"]
     assert row["summary"]["substituted"] == (weights_status("resnet50")[0] == "random")
-    assert [r["id"] for r in presets.group_runs(out["group"])] == [run["run_id"]]
+    assert registry.get_run(run["run_id"])["summary"]["preset_run"] == "the lab's way"
+    assert [r["id"] for r in presets.group_runs(out["group"])] == [report["run_id"], run["run_id"]]
     stored = json.loads((presets.presets_dir() / f"{out['group']}.json").read_text())
-    assert stored["status"] == "done" and stored["runs"][0]["run_id"] == run["run_id"]
+    assert stored["status"] == "done" and stored["runs"][1]["run_id"] == run["run_id"]
+    assert stored["recommended_run"] == run["run_id"]
     assert any(e.stage == "preset" for e in events) and any(e.stage == "head" for e in events)
 
 
@@ -186,7 +190,7 @@ def test_vehicle_colour_model_names_the_colour_of_real_car_photos(vehicle_preset
     training seeds name 9 to 12 of them, most often calling the dark red cars black."""
     from core.data.datasets.real_cars import CLEAR_COLOURS
     from core.evaluation.checkset import score
-    run = vehicle_preset_run[0]["runs"][0]
+    run = vehicle_preset_run[0]["runs"][1]                                # the recommended run
     stored = run["check_set"]
     assert {"original", "pruned_50"} <= set(stored) or "error" not in stored, stored
     got = score(run["run_id"])
@@ -215,7 +219,7 @@ def test_vehicle_colour_model_names_colours_of_unseen_cars(vehicle_preset_run):
     """Cars the model never saw: renders from another generator seed, and a real photo of a red vehicle
     with its paint recoloured (no real car photos ship in any package this project can use offline)."""
     from core.data.synth import vehicles
-    run_id = vehicle_preset_run[0]["runs"][0]["run_id"]
+    run_id = vehicle_preset_run[0]["recommended_run"]
     x, y = vehicles.generate(3, 128, seed=987_654)
     keep = [i for i, label in enumerate(y) if vehicles.CLASS_NAMES[label] in CLEAR]
     got = _predict(run_id, [x[i] for i in keep])[0]

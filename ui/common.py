@@ -108,14 +108,8 @@ def datasets_info() -> list[dict]:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def backbones_info() -> list[dict]:
-    from core.models.backbones import BACKBONES, DEFAULT_BACKBONE, weights_status
-    rows = []
-    for s in BACKBONES.values():
-        src, why = weights_status(s.name)
-        rows.append({"name": s.name, "title": s.title, "default_size": s.default_size, "min_size": s.min_size,
-                     "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"),
-                     "note": s.note, "default": s.name == DEFAULT_BACKBONE})
-    return rows
+    from core.models.backbones import BACKBONES
+    return [s.info() for s in BACKBONES.values()]
 
 
 def option_defaults() -> dict:
@@ -329,3 +323,26 @@ def check_set_table(run_id: str) -> "tuple[pd.DataFrame, str] | None":
                     "grey/silver named grey or silver": f"{c['shade_right']} of {c['shade_total']}"}
         rows.append(row | {"named wrong": ", ".join(c["wrong"]) or "-"})
     return pd.DataFrame(rows), f"{data.get('check_set', '')}: {data.get('note', '')}"
+
+
+def taps_label(taps: dict | None) -> str:
+    """'several depths (block_3_expand_relu, ...)' or 'the last layer', from a run's `taps` record."""
+    if not taps:
+        return "the last layer"
+    used = "several depths" if taps.get("used") == "multi" else "the last layer"
+    how = " (auto: chosen on validation)" if taps.get("requested") == "auto" and len(taps.get("candidates", [])) > 1 else ""
+    return f"{used}{how}: {', '.join(taps.get('layers', []))}"
+
+
+def default_run(runs: list[dict]) -> str:
+    """The run a page opens on: the newest finished one or, when that came from a preset, the run its preset
+    recommends (once finished)."""
+    done = [r for r in runs if r["status"] == "done"] or runs
+    newest = done[0]
+    group = (newest.get("summary") or {}).get("preset_group")
+    if group:
+        for r in done:
+            s = r.get("summary") or {}
+            if s.get("preset_group") == group and s.get("recommended"):
+                return r["id"]
+    return newest["id"]

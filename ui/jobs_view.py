@@ -9,7 +9,7 @@ import streamlit as st
 from core import jobs as jobs_mod
 
 from . import charts
-from .common import choose, dataset_label, fmt_pct, fmt_secs, fmt_time, remember, save, status_badge
+from .common import choose, dataset_label, fmt_pct, fmt_secs, fmt_time, remember, save, status_badge, taps_label
 
 REFRESH_SECONDS = 1.0
 NOISE = ("cudart_stub.cc", "cuda_platform.cc", "absl::InitializeLog", "oneDNN custom operations",
@@ -107,6 +107,11 @@ def job_panel(job: dict) -> None:
         st.success(f"Finished in {fmt_secs((job.get('finished') or 0) - (job.get('started') or 0))}: "
                    f"test accuracy **{fmt_pct(res.get('test_accuracy'))}**"
                    + (f", {len(res.get('variants') or [])} compressed variant(s)" if res.get("variants") else ""))
+        st.caption(f"Features from {taps_label(res.get('taps'))}."
+                   + (f" Check set (real photos): {res['check_set']['right']} of {res['check_set']['total']} right."
+                      if (res.get("check_set") or {}).get("total") else ""))
+        if (note := (res.get("head_fit") or {}).get("small_data_note")):
+            st.info(f"**Small data:** {note}.")
         for f in res.get("failed") or []:
             st.warning(f"Compression **{f.get('technique')}** failed: {f.get('error')}")
         if st.button("Open the results", key=f"open-{job['id']}", type="primary", icon=":material/insights:"):

@@ -43,12 +43,8 @@ def datasets(args) -> None:
 
 @command("list backbones and where their weights come from")
 def backbones(args) -> None:
-    from core.models.backbones import BACKBONES, weights_status
-    rows = []
-    for s in BACKBONES.values():
-        src, why = weights_status(s.name)
-        rows.append({"name": s.name, "title": s.title, "default_size": s.default_size, "available": True,
-                     "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"), "note": s.note})
+    from core.models.backbones import BACKBONES
+    rows = [s.info() for s in BACKBONES.values()]
     emit(rows, args.json, lambda r: "\n".join(f"{d['name']:22s} {d['default_size']:4d}px  {d['weights']}" for d in r))
 
 

@@ -96,10 +96,16 @@ def attach(dataset: str, path: str | None) -> dict:
             "photos": None if path is None else len(cs.labels)}
 
 
+def attached_to(dataset: str) -> str | None:
+    """The folder or .zip attached to a dataset (a registry name or a path) as its check set, if any."""
+    from .datasets import get_dataset
+    return attached().get(get_dataset(dataset).name)
+
+
 def check_set_for(dataset: str) -> CheckSet | None:
     """The check set of a dataset (a registry name or a path): the attached one, else the built-in one, else None."""
     from .datasets import get_dataset
-    spec = get_dataset(dataset)
-    if (path := attached().get(spec.name)):
+    if (path := attached_to(dataset)):
         return _folder_check_set(path)
+    spec = get_dataset(dataset)
     return BUILT_IN[spec.check_set]() if spec.check_set else None

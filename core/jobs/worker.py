@@ -183,7 +183,7 @@ def run(job_id: str) -> int:
         if preset:
             record_run(job["run_id"], preset)
         result = {k: summary.get(k) for k in ("run_id", "test_accuracy", "macro_f1", "weights", "train_seconds",
-                                               "epochs_run", "warnings")}
+                                               "epochs_run", "warnings", "taps", "head_fit", "check_set")}
         techniques = (spec.get("compress") or {}).get("techniques") or []
         if techniques:
             from core.compression import compress

@@ -33,6 +33,13 @@ class BackboneSpec:
     note: str = ""
     taps: tuple[str, ...] = ()   # layers ending the backbone's stages, shallow to deep; the last is its output
 
+    def info(self) -> dict:
+        """What the CLI and the Train page show: sizes, where the weights come from here, the taps."""
+        src, why = weights_status(self.name)
+        return {"name": self.name, "title": self.title, "default_size": self.default_size, "min_size": self.min_size,
+                "available": True, "weights": src, "weights_source": why, "pretrained": src.startswith("imagenet"),
+                "note": self.note, "taps": list(self.taps), "default": self.name == DEFAULT_BACKBONE}
+
     def tap_layers(self, taps: str) -> tuple[str, ...]:
         """Layers whose pooled outputs feed the head: () for 'last' (the backbone's output), the stage ends for
         'multi'. ('auto' is resolved by training, on the validation split.)"""

@@ -414,7 +414,8 @@ def preset_info(plan: dict, r: dict, group: str) -> dict:
     return {"preset": plan["preset"], "preset_group": group, "preset_run": r["label"],
             "backbone_requested": r["backbone_requested"], "substituted": r["substituted"],
             "dataset_requested": plan["dataset"]["requested"], "dataset_real": plan["dataset"]["real"],
-            "notes": r["notes"], "warnings": r["warnings"], "quick": plan["quick"]}
+            "notes": r["notes"], "warnings": r["warnings"], "quick": plan["quick"],
+            "recommended": r["label"] == plan.get("recommended")}
 
 
 def mark_run(run_id: str, info: dict) -> None:

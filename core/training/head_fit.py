@@ -169,10 +169,9 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
     if small:
         pool = np.concatenate([train, val])
         y_pool = labels[pool]
-        k = int(min(5, np.bincount(y_pool, minlength=n_classes).min()))
-        if k < 2:
-            raise ValueError("every class needs at least 2 images to choose the head's regularisation")
-        folds = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(pool, y_pool))
+        k = int(min(5, np.bincount(y_pool, minlength=n_classes)[np.unique(y_pool)].min()))
+        folds = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(pool, y_pool)) if k >= 2 else \
+            [(np.arange(len(pool)), np.arange(len(pool)))]     # a class with one image: judged on the training fit
         method = f"{k}-fold cross-validation on the {len(pool)} training and validation images"
     else:
         sel = train[_stratified_sample(y_tr, SELECT_MAX_ROWS, seed)]
