@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _tiny_squares(root: Path, n: int = 15, seed: int = 1) -> str:
+def tiny_squares(root: Path, n: int = 15, seed: int = 1) -> str:
     """Red, green and blue squares on light backgrounds, n a class: colour-only, tiny."""
     from PIL import Image
     rng = np.random.default_rng(seed)
@@ -61,7 +61,7 @@ def bench_head_vs_probe(datasets: list[str], size: int = 96) -> dict:
     from core.evaluation.probe import probe_accuracy
     from core.training.train import train
     tmp = Path(tempfile.mkdtemp(prefix="bench-tiny-"))
-    named = {"tiny_squares (15 a class)": _tiny_squares(tmp / "squares"),
+    named = {"tiny_squares (15 a class)": tiny_squares(tmp / "squares"),
              "tiny_shapes (20 a class)": _tiny_shapes(tmp / "shapes")}
     rows = []
     for label, dataset in [(d, d) for d in datasets] + list(named.items()):

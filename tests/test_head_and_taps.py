@@ -5,24 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from core.config import HeadConfig, TrainConfig
+from bench.probe import tiny_squares
 from core.errors import LabError
-
-
-def _squares(root, n: int = 15, seed: int = 1):
-    """Red, green and blue squares on random light backgrounds: a colour-only task a person solves at a glance."""
-    rng = np.random.default_rng(seed)
-    for name, rgb in {"red": (200, 40, 40), "green": (40, 170, 60), "blue": (40, 60, 200)}.items():
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            a = np.ones((96, 96, 3)) * rng.integers(150, 255, 3)
-            s = int(rng.integers(20, 50))
-            x0, y0 = rng.integers(0, 96 - s, 2)
-            a[y0:y0 + s, x0:x0 + s] = np.clip(np.array(rgb) + rng.integers(-30, 30, 3), 0, 255)
-            Image.fromarray(np.clip(a + rng.normal(0, 8, a.shape), 0, 255).astype(np.uint8)).save(root / name / f"{i}.jpg")
-    return root
 
 
 def test_linear_head_in_keras_equals_the_fitted_regression():
@@ -56,7 +42,7 @@ def test_tiny_colour_data_reaches_the_probe_floor_with_several_depths(tmp_path):
     from core.models.backbones import build_backbone, get_backbone
     from core.models.heads import feature_extractor
     from core.training.train import train
-    data_dir = str(_squares(tmp_path / "squares"))
+    data_dir = tiny_squares(tmp_path / "squares")
     s = train(TrainConfig(dataset=data_dir, image_size=96))
     assert s["taps"]["requested"] == "auto" and s["taps"]["candidates"] == ["multi", "last"]
     assert "cross-validation" in s["head_fit"]["chosen_by"] and s["head_fit"]["fitted_on"] == "train+val"
