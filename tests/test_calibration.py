@@ -90,3 +90,31 @@ def test_record_without_validation_and_with_seen_validation():
     seen = calibration_record(p, y, p, y, val_seen=True)
     assert seen["temperature"] > 1 and seen["calibration_note"] == SEEN_NOTE
     assert "calibration_note" not in calibration_record(p, y, p, y)
+
+
+def test_small_run_records_its_temperature_everywhere(fresh_home, tmp_path):
+    """Train (small data: head fitted on train+val), compress, predict: the temperature and its caveat travel along."""
+    from core.compression import compress
+    from core.config import TrainConfig
+    from core.evaluation.calibration import recorded_temperature
+    from core.evaluation.compare import load_run
+    from core.evaluation.predict import predict
+    from core.training.train import train
+    from tests.conftest import COLOURS, make_class_folder
+    folder = make_class_folder(tmp_path / "colours", COLOURS, n=12, size=24)
+    s = train(TrainConfig(dataset=str(folder), backbone="mlp", image_size=16, epochs=2))
+    assert s["head_fit"]["fitted_on"] == "train+val"
+    cal = s["calibration"]
+    assert cal["temperature"] > 0 and 0 <= cal["ece"] <= 1 and cal["calibration_note"] == SEEN_NOTE
+    assert load_run(s["run_id"]).table()[0]["ece"] == cal["ece"]          # before compression: from run.json
+    assert recorded_temperature(s["run_id"]) == cal["temperature"]
+    r = compress(s["run_id"], ["tflite_float32"], {"measure": {"latency_runs": 50, "warmup_runs": 1,
+                                                               "throughput_repeats": 1}})
+    v = {row["name"]: row for row in r["variants"]}
+    assert v["original"]["temperature"] == pytest.approx(cal["temperature"], rel=1e-3)
+    assert v["tflite_float32"]["temperature"] == pytest.approx(cal["temperature"], rel=1e-3)
+    assert all(row["calibration_note"] == SEEN_NOTE and row["ece_calibrated"] is not None for row in v.values())
+    out = predict(s["run_id"], [make_class_folder(tmp_path / "one", {"red": COLOURS["red"]}, n=1) / "red" /
+                                "red_000.png"], variant="tflite_float32", top_k=3)[0]
+    assert out["calibrated"] is True and out["temperature"] == v["tflite_float32"]["temperature"]
+    assert out["label"].split(" or ")[0] == out["class"] and abs(sum(t["probability"] for t in out["top"]) - 1) < 1e-4

@@ -8,8 +8,6 @@ on log T). The ECE is measured on the test split, before and after scaling with 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
 
 MARGIN = 0.15                   # top two within this: "A or B"
 LOG_T_BOUNDS = (np.log(0.05), np.log(20.0))
@@ -22,12 +20,18 @@ def _log_probs(probs: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probs, np.float64), EPS, None))
 
 
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def _nll(logits: np.ndarray, labels: np.ndarray, t: float) -> float:
-    return float(-log_softmax(logits / t, axis=1)[np.arange(len(labels)), labels].mean())
+    return float(-_log_softmax(logits / t)[np.arange(len(labels)), labels].mean())
 
 
 def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     """The T > 0 minimising the NLL of softmax(log(probs) / T) for these labels (T in [0.05, 20])."""
+    from scipy.optimize import minimize_scalar       # scipy comes with scikit-learn; imported only to fit
     logits, labels = _log_probs(probs), np.asarray(labels, np.int64)
     if not len(labels):
         raise ValueError("no images to fit a temperature on")
@@ -43,7 +47,7 @@ def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     probs = np.asarray(probs)
     if temperature == 1:
         return probs
-    return np.exp(log_softmax(_log_probs(probs) / temperature, axis=-1)).astype(np.float32)
+    return np.exp(_log_softmax(_log_probs(probs) / temperature)).astype(np.float32)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
