@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.special import softmax
 
-from core.evaluation.calibration import (SEEN_NOTE, apply_temperature, calibration_record, expected_calibration_error,
-                                         fit_temperature, top_two)
+from core.evaluation.calibration import (SEEN_NOTE, apply_temperature, at_bound, calibration_record,
+                                         expected_calibration_error, fit_temperature, top_two)
 
 
 def _classifier(n: int, sharpen: float, seed: int, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -80,6 +80,20 @@ def test_top_two():
     assert top_two(np.array([0.05, 0.5, 0.45]), names, margin=0.01) == "white"
     assert top_two(np.array([0.2, 0.4, 0.4]), names) == "white or silver"          # a tie: in class order
     assert top_two(np.array([1.0]), ["only"]) == "only"
+
+
+def test_no_validation_errors_no_temperature():
+    """All validation images right: the NLL falls for ever as T -> 0, so no temperature is recorded, and why."""
+    p, y = _classifier(500, 1.0, 6)
+    right = p.argmax(1) == y
+    assert at_bound(fit_temperature(p[right], y[right]))
+    rec = calibration_record(p[right], y[right], p, y)
+    assert rec["temperature"] is None and rec["ece_calibrated"] is None and rec["ece"] > 0
+    assert f"on the {right.sum()} validation images (0 misclassified)" in rec["calibration_note"]
+    assert "goes to 0" in rec["calibration_note"]
+    wrong2 = np.array([[0.9, 0.1], [0.3, 0.7]])            # two classes, always wrong: T -> infinity (50/50)
+    assert "goes to infinity" in calibration_record(wrong2, np.array([1, 0]), wrong2, np.array([1, 0]))["calibration_note"]
+    assert not at_bound(fit_temperature(p, y))
 
 
 def test_record_without_validation_and_with_seen_validation():

@@ -80,9 +80,15 @@ def test_every_variant_calibrated_on_the_validation_split(result):
     v = _by_name(result)
     print("\nvariant: temperature, ECE before -> after scaling (test split)")
     for row in v.values():
-        print(f"{row['name']}: T {row['temperature']:.3f}, ECE {row['ece']:.4f} -> {row['ece_calibrated']:.4f}")
-        assert 0.05 < row["temperature"] < 20 and 0 <= row["ece"] <= 1 and 0 <= row["ece_calibrated"] <= 1
-        assert "calibration_note" not in row
+        t, after = row["temperature"], row["ece_calibrated"]
+        print(f"{row['name']}: T {t}, ECE {row['ece']:.4f} -> {after}" + (f" ({row['calibration_note']})"
+                                                                         if t is None else ""))
+        assert 0 <= row["ece"] <= 1
+        if t is None:     # no validation error to fit on: said, and nothing rescaled
+            assert "no temperature" in row["calibration_note"] and after is None
+        else:
+            assert 0.05 < t < 20 and 0 <= after <= 1 and "calibration_note" not in row
+    assert sum(r["temperature"] is not None for r in v.values()) >= len(v) - 2
     print(f"at training: {run['calibration']}")
     # training fitted the original's T on the head's outputs on cached features; compression on the stored model
     assert v["original"]["temperature"] == pytest.approx(run["calibration"]["temperature"], rel=0.01)

@@ -40,6 +40,12 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.exp(res.x))
 
 
+def at_bound(temperature: float) -> bool:
+    """True when a fitted T sits on a search bound: the likelihood had no minimum inside (e.g. no validation errors,
+    where sharpening forever only helps)."""
+    return min(abs(np.log(temperature) - b) for b in LOG_T_BOUNDS) < 1e-3
+
+
 def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(log(probs) / T), float32 like the predictors' outputs; T = 1 returns the probabilities unchanged."""
     if temperature <= 0:
@@ -74,12 +80,19 @@ def top_two(probs: np.ndarray, class_names: list[str], margin: float = MARGIN) -
 
 def calibration_record(val_probs: np.ndarray | None, val_labels: np.ndarray | None, test_probs: np.ndarray,
                        test_labels: np.ndarray, val_seen: bool = False) -> dict:
-    """{temperature, ece, ece_calibrated} of one model: T fitted on validation (None without validation images),
-    ECE on test before and after scaling; `calibration_note` when the model was fitted on those validation images."""
+    """{temperature, ece, ece_calibrated} of one model: T fitted on validation, ECE on test before and after scaling.
+
+    T is None without validation images, or when it cannot be fitted (at_bound; `calibration_note` says why);
+    `calibration_note` also says when the model was fitted on those validation images (`val_seen`)."""
     ece = round(expected_calibration_error(test_probs, test_labels), 6)
     if val_probs is None or not len(val_probs):
         return {"temperature": None, "ece": ece, "ece_calibrated": None}
     t = round(fit_temperature(val_probs, val_labels), 4)       # the T stored is the T applied
+    if at_bound(t):
+        wrong = int((np.asarray(val_probs).argmax(1) != np.asarray(val_labels)).sum())
+        return {"temperature": None, "ece": ece, "ece_calibrated": None, "calibration_note": (
+            f"no temperature: on the {len(val_probs)} validation images ({wrong} misclassified) the likelihood keeps "
+            f"improving as T goes to {'0' if t < 1 else 'infinity'}, so none can be fitted; probabilities unscaled")}
     out = {"temperature": t, "ece": ece,
            "ece_calibrated": round(expected_calibration_error(apply_temperature(test_probs, t), test_labels), 6)}
     if val_seen:
