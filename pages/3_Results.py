@@ -142,10 +142,18 @@ with t_compare:
         return css
 
     st.dataframe(shown.style.apply(_highlight, axis=None), hide_index=True, width="stretch")
+    cal_notes: dict[str, list[str]] = {}            # note -> the variants it concerns
+    for v in rep.variants:
+        if v.get("calibration_note"):
+            cal_notes.setdefault(v["calibration_note"], []).append(v["name"])
     st.caption("★ and green: the best value of each column (higher accuracy, F1, throughput, sparsity and agreement; "
-               "lower size, latency and energy). Agreement: share of test images where the variant's top-1 equals the "
-               f"original's. Energy: {train_e.get('method') or 'not metered'}; CO2e for "
+               "lower size, latency, energy and ECE). Agreement: share of test images where the variant's top-1 "
+               f"equals the original's. Energy: {train_e.get('method') or 'not metered'}; CO2e for "
                f"{energy.CARBON_INTENSITY[region][0]} (the Energy tab explains both).")
+    st.caption("ECE (expected calibration error): how far a variant's confidence is from how often it is right, "
+               "averaged over 10 confidence bins of the test images (0: its 80%-sure answers are right 80% of the "
+               "time). Calibrated: after temperature scaling fitted on the validation images, which the Predict "
+               "page applies." + "".join(f" {', '.join(names)}: {note}." for note, names in cal_notes.items()))
     ca, cb = st.columns(2)
     with ca:
         front = pareto_front(rows, "size_bytes", "test_accuracy")

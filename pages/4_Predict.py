@@ -6,6 +6,7 @@ import streamlit as st
 
 from ui import charts, common
 from core.data.images import thumbnail
+from core.evaluation.calibration import MARGIN
 from ui.predicting import predict_many
 
 common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
@@ -37,7 +38,9 @@ variants = c2.multiselect("Variants", vnames, key=common.remember(key, default_v
 k_max = max(1, len(rep.class_names))
 top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max)),
                         on_change=common.save, args=("predict_topk",))
-st.caption(f"Classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px")
+st.caption(f"Classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px · probabilities are "
+           f"calibrated by each variant's temperature (fitted on the validation images) where one is recorded; "
+           f"\"A or B\" when the top two are within {MARGIN:.0%} of each other")
 
 source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES),
                               on_change=common.save, args=("predict_source",), label_visibility="collapsed")
@@ -135,7 +138,9 @@ for n_img, (caption, src) in enumerate(items):
                     st.error(res["error"])
                     continue
                 best = res["top_k"][0] if res["top_k"] else {"class": "?", "probability": 0}
-                st.markdown(f"**{vname}** → **{best['class']}** ({best['probability']:.1%})")
+                st.markdown(f"**{vname}** → **{res.get('label', best['class'])}** ({best['probability']:.1%})")
                 st.plotly_chart(charts.topk_bars(res["top_k"]), config={"displayModeBar": False},
                                 key=f"topk-{n_img}-{vname}")
-                st.caption(f"latency {res.get('latency_ms', float('nan')):.1f} ms")
+                t = res.get("temperature")
+                st.caption(f"latency {res.get('latency_ms', float('nan')):.1f} ms · "
+                           + (f"calibrated probabilities (T = {t:.2f})" if t else "probabilities not calibrated"))

@@ -192,6 +192,10 @@ def test_results_page_shows_a_finished_run(finished_run):
         assert energy.region() == "PL" and before != after and len(after) == 2
     finally:
         settings.save(carbon_region="WORLD")
+    # every variant's ECE before and after temperature scaling (fitted on the validation images), explained
+    for label in ("ECE", "ECE calibrated"):
+        assert [float(str(v).lstrip("★ ")) >= 0 for v in _column(at, label)] == [True, True], label
+    assert "ECE (expected calibration error)" in texts(at)
     assert "Misclassified test images" in texts(at)
     pair = at.selectbox(key="w_cm_pair")
     assert "→" in pair.value
@@ -220,5 +224,6 @@ def test_predict_page_renders_a_prediction(finished_run):
     body = texts(at)
     assert "**original** → **" in body and "**tflite_float32** → **" in body, body
     assert "latency" in body
+    assert body.count("calibrated probabilities (T = ") == 8, body       # both variants have a temperature
     assert len(plotly_charts(at)) == 8                       # 4 samples x 2 variants: top-k bars
     assert len(at.get("image")) == 4

@@ -72,6 +72,31 @@ def test_all_variants_built_and_speed_report(result):
           ", ".join(f"{r['name']} {r.get('seconds', 0):.0f} s" for r in result["variants"]))
 
 
+def test_every_variant_calibrated_on_the_validation_split(result):
+    """Each variant's temperature is fitted on its own validation probabilities; ECE on test before and after."""
+    from core.store.paths import runs_dir
+    from core.store.runs import read_json
+    run = read_json(runs_dir() / result["run_id"] / "run.json")
+    assert run["head_fit"]["fitted_on"] == "train"                      # validation held out: no caveat
+    v = _by_name(result)
+    print("\nvariant: temperature, ECE before -> after scaling (test split)")
+    for row in v.values():
+        t, after = row["temperature"], row["ece_calibrated"]
+        print(f"{row['name']}: T {t}, ECE {row['ece']:.4f} -> {after}" + (f" ({row['calibration_note']})"
+                                                                         if t is None else ""))
+        assert 0 <= row["ece"] <= 1
+        if t is None:     # no validation error to fit on: said, and nothing rescaled
+            assert "no temperature" in row["calibration_note"] and after is None
+        else:
+            assert 0.05 < t < 20 and 0 <= after <= 1 and "calibration_note" not in row
+    assert sum(r["temperature"] is not None for r in v.values()) >= len(v) - 2
+    print(f"at training: {run['calibration']}")
+    # training fitted the original's T on the head's outputs on cached features; compression on the stored model
+    assert v["original"]["temperature"] == pytest.approx(run["calibration"]["temperature"], rel=0.01)
+    assert v["original"]["ece"] == pytest.approx(run["calibration"]["ece"], abs=0.005)
+    assert v["tflite_float32"]["temperature"] == pytest.approx(v["original"]["temperature"], rel=1e-3)
+
+
 def test_float32_tflite_agrees_with_keras(result):
     f32 = _by_name(result)["tflite_float32"]
     assert f32["agreement"] == 1.0 and f32["max_prob_diff"] < 1e-4

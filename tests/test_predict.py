@@ -29,6 +29,7 @@ def _png(a: np.ndarray) -> bytes:
 @pytest.mark.parametrize("variant", ["original", "tflite_int8_io", "pruned_50"])
 def test_predict_paths_bytes_and_arrays(run, tmp_path, variant):
     from core.models import load_variant
+    from core.evaluation.calibration import apply_temperature, recorded_temperature
     from core.evaluation.predict import predict
     paths = []
     for i, a in enumerate(run["x"][:3]):
@@ -37,7 +38,10 @@ def test_predict_paths_bytes_and_arrays(run, tmp_path, variant):
     inputs = [str(p) for p in paths] + [_png(a) for a in run["x"][3:5]] + [run["x"][5]]
     out = predict(run["run_id"], inputs, variant=variant, top_k=2)
     assert len(out) == 6 and out[0]["image"] == str(paths[0])
+    temperature = recorded_temperature(run["run_id"], variant)          # fitted on validation by compression
+    assert all(o["calibrated"] == (temperature is not None) and o["temperature"] == temperature for o in out)
     expected = load_variant(run["run_id"], variant).predict(run["x"])
+    expected = expected if temperature is None else apply_temperature(expected, temperature)
     for o, e in zip(out, expected):
         assert len(o["top"]) == 2 and o["top"][0]["probability"] >= o["top"][1]["probability"]
         assert o["class"] == run["classes"][int(e.argmax())]     # PNG is lossless: same pixels, same answer
@@ -75,4 +79,8 @@ def test_cli_predict_json(run, tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["variant"] == "tflite_int8" and out["predictions"][0]["class"] == run["classes"][run["y"][0]]
     assert out["predictions"][0]["latency_ms"] > 0 and len(out["predictions"][0]["top"]) == 1
+    one = out["predictions"][0]
+    from core.evaluation.calibration import recorded_temperature
+    assert one["temperature"] == recorded_temperature(run["run_id"], "tflite_int8")
+    assert one["calibrated"] == (one["temperature"] is not None) and one["label"].split(" or ")[0] == one["class"]
     assert main(["predict", run["run_id"], str(p), "--variant", "nope"]) == 2

@@ -42,11 +42,15 @@ def _model_stamp(run_id: str, variant: str) -> float:
 
 
 def predict_images(run_id: str, variant: str, images: list, top_k: int) -> list[dict]:
-    """Top-k classes and the latency of each image (one forward pass per image, as a user's request would be)."""
+    """Top-k classes, the answer ("A or B" when the top two are close) and the latency of each image (one forward
+    pass per image, as a user's request would be); probabilities calibrated with the variant's temperature if any."""
     import time
 
     import numpy as np
+
+    from core.evaluation.calibration import apply_temperature, recorded_temperature, top_two
     model = predictor(run_id, variant, _model_stamp(run_id, variant))
+    temperature = recorded_temperature(run_id, variant)
     names = model.class_names
     if images:
         model.predict(np.stack(images[:1]))        # warm-up: the first call of a model traces or allocates
@@ -55,8 +59,11 @@ def predict_images(run_id: str, variant: str, images: list, top_k: int) -> list[
         t = time.perf_counter()
         probs = model.predict(np.asarray(img)[None])[0]
         ms = (time.perf_counter() - t) * 1000
-        order = np.argsort(-probs)[:top_k]
-        out.append({"top_k": [{"class": names[i], "probability": float(probs[i])} for i in order], "latency_ms": ms})
+        if temperature:
+            probs = apply_temperature(probs, temperature)
+        order = np.argsort(-probs, kind="stable")[:top_k]
+        out.append({"top_k": [{"class": names[i], "probability": float(probs[i])} for i in order],
+                    "label": top_two(probs, names), "temperature": temperature, "latency_ms": ms})
     return out
 
 

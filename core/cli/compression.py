@@ -62,7 +62,7 @@ def compress(args) -> None:
                           progress=(lambda e: None) if args.quiet else _print_progress, threads=args.threads)
     if args.json:
         extra = ("macro_f1", "loss", "params", "sparsity_all", "throughput_ips", "eval_images_per_s", "max_prob_diff",
-                 "build_seconds", "seconds", "notes", "files")
+                 "temperature", "ece", "ece_calibrated", "build_seconds", "seconds", "notes", "files")
         out = {"run_id": result["run_id"],
                "variants": [{k: v.get(k) for k in SUMMARY_KEYS + extra} for v in result["variants"]],
                "failed": [{k: f[k] for k in ("technique", "error")} for f in result["failed"]],
@@ -85,7 +85,8 @@ def _predict_text(r: dict) -> str:
     lines = []
     for p in r["predictions"]:
         top = ", ".join(f"{t['class']} {t['probability']:.3f}" for t in p["top"])
-        lines.append(f"{p['image']}: {top}  ({p['latency_ms']:.2f} ms)")
+        how = f"calibrated, T = {p['temperature']:g}" if p["calibrated"] else "not calibrated"
+        lines.append(f"{p['image']}: {p['label']}  [{top}; {how}]  ({p['latency_ms']:.2f} ms)")
     return "\n".join(lines)
 
 

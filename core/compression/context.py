@@ -10,6 +10,7 @@ import numpy as np
 from core.config import TrainConfig
 from core.data.prepare import PreparedData, prepare
 from core.errors import LabError
+from core.evaluation.evaluator import TestSplit
 from core.progress import Progress, ProgressEvent
 from core.store.runs import read_json
 from core.models.predictor import RunInfo
@@ -28,11 +29,20 @@ class Workbench:
         if stored.is_file() and read_json(stored).get("indices") != self.data.index["test"].tolist():
             raise LabError(f"the test split of '{self.cfg.dataset}' differs from the one the run was evaluated on "
                            "(the dataset changed since training); variants could not be compared honestly")
+        run = info.folder / "run.json"
+        # small data: the head was fitted on train+val, so the validation split is not held out from it
+        self.head_saw_val = run.is_file() and (read_json(run).get("head_fit") or {}).get("fitted_on") == "train+val"
         self._memo: dict[Any, Any] = {}
         self.fine_tune_note: str | None = None
 
     def say(self, stage: str, message: str) -> None:
         self.progress(ProgressEvent(stage, message))
+
+    def split(self, name: str) -> TestSplit | None:
+        """One split ("test", "val") as the evaluator takes it, built once; None when the run has no such images."""
+        d = self.data
+        return self.memo(("split", name), lambda: TestSplit(d.x(name), d.y(name), d.split_ids(name), d.class_names)
+                         if len(d.index[name]) else None)
 
     def original(self):
         """A fresh copy of the trained model (tfmot's clustering modifies the model it is given)."""

@@ -3,6 +3,7 @@
 Output, per variant: runs/<id>/variants/<name>/ (model file + metrics.json); runs/<id>/variants.json (all variants
 of the run, merged with earlier calls); and one registry row per variant (registry.replace_variants).
 Each technique's build is metered (core.energy): `compress_energy` (the original's is 0: it is the trained model).
+Each variant's temperature is fitted on the run's validation split (`temperature`, `ece`, `ece_calibrated`).
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def _relative(info: RunInfo, *paths: Path) -> list[str]:
 
 
 def _measure(wb: Workbench, test: TestSplit, file: Path, reference, expect_identical: bool = False):
-    return evaluate(open_model(file, wb.info, wb.threads), test, reference, wb.options["measure"], expect_identical)
+    return evaluate(open_model(file, wb.info, wb.threads), test, reference, wb.options["measure"], expect_identical,
+                    wb.split("val"), wb.head_saw_val)
 
 
 def _original(wb: Workbench, test: TestSplit):
@@ -112,8 +114,7 @@ def compress(run_id: str, techniques: list[str] | None = None, options: dict | N
     with tempfile.TemporaryDirectory(prefix="lab-compress-") as tmp:
         progress(ProgressEvent("compress", f"loading the data of run {run_id}"))
         wb = Workbench(info, opts, progress, int(threads), Path(tmp))
-        d = wb.data
-        test = TestSplit(d.x("test"), d.y("test"), d.split_ids("test"), d.class_names)
+        test = wb.split("test")
         progress(ProgressEvent("compress:original", f"measuring the original model on {len(test.y)} test images"))
         t = time.perf_counter()
         original, reference = _original(wb, test)

@@ -37,6 +37,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("throughput_ips", "Images/s", "max", "float"),
     Column("sparsity", "Sparsity", "max", "pct"),
     Column("agreement", "Agreement", "max", "pct"),
+    Column("ece", "ECE", "min", "float"),
+    Column("ece_calibrated", "ECE calibrated", "min", "float"),
     Column("energy_to_make_j", "Energy to make", "min", "joules"),
     Column("co2e_to_make_g", "CO2e to make", "min", "grams"),
     Column("energy_per_1000_j", "Energy / 1k predictions", "min", "joules"),
@@ -115,7 +117,7 @@ def original_variant(folder: Path, metrics: dict, run: dict) -> dict:
             "gzip_bytes": None, "latency_ms_p50": None, "latency_ms_p95": None, "throughput_ips": None,
             "sparsity": None, "agreement": 1.0, "per_class": metrics.get("per_class"),
             "confusion_matrix": metrics.get("confusion_matrix"), "misclassified": metrics.get("misclassified", []),
-            "files": ["model.keras"], "params": run.get("params")}
+            "files": ["model.keras"], "params": run.get("params"), **(run.get("calibration") or {})}
 
 
 @dataclass

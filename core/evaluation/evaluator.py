@@ -6,6 +6,8 @@ Latency is the model call alone at batch 1 on an already preprocessed (and, for 
 Keras through a compiled tf.function, TFLite through ai_edge_litert with XNNPACK.
 Energy per 1,000 predictions (core.energy) is metered around the batched test-split pass ("batched") and around
 the batch-1 latency loop ("single", as when serving one image at a time).
+Calibration (core.evaluation.calibration): the variant also predicts the validation split, untimed, to fit its
+temperature; its ECE is measured on the test split before and after scaling.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .calibration import calibration_record
 from .energy import meter, per_1000
 from .metrics import agreement, classification_metrics
 from core.models.measure import file_sizes, latency, throughput
@@ -33,8 +36,10 @@ IDENTICAL_MAX_PROB_DIFF = 1e-4
 
 
 def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None, measure: dict,
-             expect_identical: bool = False) -> tuple[dict, np.ndarray]:
-    """Measure one variant; return (its row, its test probabilities). `reference` is the original's probabilities."""
+             expect_identical: bool = False, val: TestSplit | None = None,
+             val_seen: bool = False) -> tuple[dict, np.ndarray]:
+    """Measure one variant; return (its row, its test probabilities). `reference` is the original's probabilities;
+    `val` the validation split its temperature is fitted on (`val_seen`: the head was fitted on it too)."""
     batch = default_batch(predictor.image_size)
     rest = len(test.x) % batch                                   # warm-up: tracing, allocation, and kernels for
     predictor.predict(test.x[:batch], batch)                     # both batch shapes the timed pass will see
@@ -57,8 +62,11 @@ def evaluate(predictor: Predictor, test: TestSplit, reference: np.ndarray | None
     e_single = per_1000(single["energy"], measure["latency_runs"] + measure["warmup_runs"])
     tb = min(measure["throughput_batch"], len(test.x))
     tput = throughput(predictor.runner(test.x[:tb]), tb, measure["throughput_repeats"])
+    val_probs = predictor.predict(val.x, batch) if val is not None and len(val.x) else None
+    calibration = calibration_record(val_probs, None if val is None else val.y, probs, test.y, val_seen)
     row = {
         "format": predictor.kind, "test_accuracy": m["accuracy"], "loss": m["loss"], "macro_f1": m["macro_f1"],
+        **calibration,
         **agree, **file_sizes(predictor.path), **predictor.weight_stats().summary(), **lat,
         "throughput_ips": tput, "throughput_batch": tb, "eval_images_per_s": round(len(test.x) / eval_seconds, 1),
         "eval_seconds": round(eval_seconds, 3), "num_test": m["num"],

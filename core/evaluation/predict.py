@@ -11,6 +11,7 @@ import numpy as np
 
 from core.errors import LabError
 from core.data.images import load_image, resize_array
+from .calibration import apply_temperature, recorded_temperature, top_two
 
 _CACHE: "OrderedDict[tuple, Any]" = OrderedDict()   # (run, variant, threads, file mtime) -> warmed-up Predictor
 _CACHE_SIZE = 4
@@ -57,10 +58,13 @@ def _as_image(src: Any, size: int, i: int) -> tuple[str, np.ndarray]:
 
 def predict(run_id: str, images: Sequence[Any], variant: str = "original", top_k: int = 3,
             threads: int = 2) -> list[dict]:
-    """Per image: {"image", "class", "probability", "top": [{"class", "probability"}...], "latency_ms"}.
+    """Per image: {"image", "class", "probability", "top": [{"class", "probability"}...], "label", "calibrated",
+    "temperature", "latency_ms"}.
 
     Images are decoded and resized exactly as in training (core.images); the latency is one batch-1 prediction,
-    preprocessing included, on a warmed-up predictor.
+    preprocessing included, on a warmed-up predictor. Probabilities are calibrated with the variant's recorded
+    temperature when it has one (core.evaluation.calibration); `label` is "A or B" when the top two are within
+    calibration.MARGIN.
     """
     if not images:
         raise LabError("no images given")
@@ -71,14 +75,18 @@ def predict(run_id: str, images: Sequence[Any], variant: str = "original", top_k
     variant_file(run_id, variant)                       # bad run or variant: fail before any decoding or loading
     decoded = [_as_image(src, size, i) for i, src in enumerate(images)]
     p = _predictor(run_id, variant, threads)
+    temperature = recorded_temperature(run_id, variant)
     k = min(top_k, len(p.class_names))
     out = []
     for name, img in decoded:
         t = time.perf_counter()
         probs = p.predict(img[None])[0]
         ms = (time.perf_counter() - t) * 1000
-        order = np.argsort(-probs)[:k]
+        if temperature:
+            probs = apply_temperature(probs, temperature)
+        order = np.argsort(-probs, kind="stable")[:k]
         top = [{"class": p.class_names[j], "probability": round(float(probs[j]), 6)} for j in order]
         out.append({"image": name, "class": top[0]["class"], "probability": top[0]["probability"], "top": top,
-                    "latency_ms": round(ms, 3)})
+                    "label": top_two(probs, p.class_names), "calibrated": temperature is not None,
+                    "temperature": temperature, "latency_ms": round(ms, 3)})
     return out

@@ -1,5 +1,6 @@
 """Train a run end to end: data, backbone, head (on cached features when frozen), optional fine-tuning,
-evaluation on the test split, and the run folder with everything needed to re-check every figure."""
+evaluation on the test split (with the model's temperature fitted on validation, `calibration` in run.json), and the
+run folder with everything needed to re-check every figure."""
 from __future__ import annotations
 
 import sys
@@ -14,6 +15,7 @@ from core.store import registry
 from core.models.backbones import build_backbone, get_backbone
 from core.config import TrainConfig
 from core.data.prepare import PreparedData, prepare
+from core.evaluation.calibration import calibration_record
 from core.evaluation.energy import Energy, meter, total
 from core.errors import LabError
 from .extractor import make_extractor
@@ -278,6 +280,15 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             else:
                 probs = predict_images(model, cfg.backbone, x_test)
             metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
+            va = data.index["val"]           # the temperature: fitted on validation probabilities, as cheaply
+            if not len(va):
+                val_probs = None
+            elif use_cache and not cfg.fine_tune_epochs:
+                val_probs = head(features.rows(va)[:, chosen.columns], training=False).numpy()
+            else:
+                val_probs = predict_images(model, cfg.backbone, data.x("val"))
+            calibration = calibration_record(val_probs, data.labels[va], probs, y_test,
+                                             fit_record.get("fitted_on") == "train+val")
 
         progress(ProgressEvent("save", "saving the model and results"))
         save_keras(model, folder / "model.keras")
@@ -300,7 +311,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
             "features_cached": features_cached, "feature_extractor": extractor_info, "taps": taps_info, "check_set": check,
-            "head_fit": {k: v for k, v in fit_record.items() if k != "search"},
+            "head_fit": {k: v for k, v in fit_record.items() if k != "search"}, "calibration": calibration,
             "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
