@@ -299,18 +299,18 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         write_json(folder / "predictions.json", {"split": "test", "ids": ids_test, "indices": data.index["test"],
                                                  "y_true": y_test, "probs": probs.round(6)})
         write_json(folder / "metrics.json", metrics)
-        check = None
+        check_set = None
         if check_set_for(cfg.dataset) is not None:
             progress(ProgressEvent("evaluate", "naming the check set's real photos (never trained on)"))
             got = score_run(run_id)
-            check = {k: got["original"][k] for k in ("accuracy", "right", "total")} if "original" in got else got
+            check_set = {k: got["original"][k] for k in ("accuracy", "right", "total")} if "original" in got else got
         summary = {
             "run_id": run_id, "status": "done", "test_accuracy": metrics["accuracy"], "test_loss": metrics["loss"],
             "macro_f1": metrics["macro_f1"], "weights": weights, "train_seconds": round(time.perf_counter() - t_start, 2),
             "num_train": len(data.index["train"]), "num_val": len(data.index["val"]), "num_test": metrics["num"],
             "dataset": cfg.dataset, "dataset_source": data.source, "class_names": data.class_names,
             "backbone": cfg.backbone, "image_size": cfg.image_size, "mode": cfg.mode,
-            "features_cached": features_cached, "feature_extractor": extractor_info, "taps": taps_info, "check_set": check,
+            "features_cached": features_cached, "feature_extractor": extractor_info, "taps": taps_info, "check_set": check_set,
             "head_fit": {k: v for k, v in fit_record.items() if k != "search"}, "calibration": calibration,
             "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
             "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
