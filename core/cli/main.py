@@ -213,7 +213,7 @@ def _load_command_modules() -> None:
 
 
 COMMAND_MODULES: tuple[str, ...] = ("core.cli.jobs", "core.cli.presets", "core.cli.compression",
-                                       "core.cli.checkset")
+                                       "core.cli.checkset", "core.cli.export")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,12 +25,13 @@ LEVELS: dict[str, str] = {
 NEEDS_REPRESENTATIVE = ("int8", "int8_io")
 
 
-def export_saved_model(model, image_size: int, folder: Path) -> Path:
-    """Save `model` as a lean SavedModel with input (None, S, S, 3) float32; return the folder."""
+def export_saved_model(model, image_size: int, folder: Path, prep: Callable | None = None) -> Path:
+    """Save `model` as a lean SavedModel with input (None, S, S, 3) float32; return the folder. With `prep` (a
+    function of tensors) the input is raw RGB pixels in [0, 255] and `prep` runs inside the model first."""
     from core.tfenv import tf
     module = tf.Module()
     module.variables_ = list(model.variables)
-    module.serve = tf.function(lambda x: model(x, training=False),
+    module.serve = tf.function(lambda x: model(prep(x) if prep else x, training=False),
                                input_signature=[tf.TensorSpec([None, image_size, image_size, 3], tf.float32, "image")])
     tf.saved_model.save(module, str(folder), signatures=module.serve.get_concrete_function())
     return folder
