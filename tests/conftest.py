@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 SHARED = ("packages", "weights", "cache")
-SAME_WORKER = {"test_predict": "test_compression"}    # test_predict reuses test_compression's compressed run
+X
 
 
 def pytest_collection_modifyitems(items):
