@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 SHARED = ("packages", "weights", "cache")
-X
+SAME_WORKER = {"test_predict": "test_compression", "test_export": "test_compression"}   # they reuse its compressed run
 
 
 def pytest_collection_modifyitems(items):
@@ -21,6 +21,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
+
+
 DATASET_VARS = ("LAB_CIFAR10", "LAB_CATS_VS_DOGS", "LAB_VEHICLE_REAR", "LAB_FASHION_MNIST", "LAB_BASIC_SHAPES",
                 "LAB_ANIMALS10")
 
