@@ -324,6 +324,27 @@ with t_dl:
                          "application/json", icon=":material/download:")
     d[3].download_button("Learning curves (CSV)", to_csv(rep.history.get("epochs") or []), f"{run_id}-history.csv",
                          "text/csv", icon=":material/download:")
+    st.markdown("**A bundle that runs elsewhere**")
+    st.caption("One ZIP per variant: the model (TFLite variants take plain RGB pixels: the preprocessing is inside), "
+               "labels.txt, metadata.json (input size, colour order, the exact preprocessing, class names, the "
+               "accuracy, size and latency measured here), a README and predict.py, which needs only ai-edge-litert, "
+               "numpy and pillow. The same as `python -m core export RUN_ID --variant NAME --out FILE.zip`.")
+    names = [v["name"] for v in rep.variants if v.get("files") or v["name"] == "original"]
+    a, b = st.columns([3, 2], vertical_alignment="bottom")
+    pick = a.selectbox("Variant to export", names, index=names.index("tflite_int8") if "tflite_int8" in names else 0,
+                       key="export_variant")
+    bundle = rep.folder / "exports" / f"{pick}.zip"
+    if not bundle.is_file() and b.button("Build the bundle", icon=":material/package_2:", width="stretch"):
+        from core.errors import LabError
+        from core.export import export_bundle
+        try:
+            with st.spinner(f"Exporting {pick} (a TFLite variant is converted again with its preprocessing inside)…"):
+                export_bundle(run_id, pick, bundle)
+        except LabError as e:
+            st.error(f"**Cannot export {pick}:** {e}")
+    if bundle.is_file():
+        b.download_button(f"Download {pick}.zip", bundle.read_bytes(), f"{run_id}-{pick}.zip", "application/zip",
+                          key=f"bundle-{pick}", icon=":material/download:", width="stretch")
     st.markdown("**Model files**")
     files = rep.files()
     if not files:

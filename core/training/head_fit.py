@@ -107,15 +107,17 @@ def _standardise(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None)
     return x if mean is None else (x - mean) / np.sqrt(var + BN_EPSILON)
 
 
-def _fit(x: np.ndarray, y: np.ndarray, C: float, standardise: bool, warm=None, tol: float = FINAL_TOL):
-    """An L2 logistic regression on (standardised) x; `warm` (an earlier fit on the same rows) is refitted from its
-    solution. Returns (model, mean, var)."""
+def _standardiser(x: np.ndarray, standardise: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    return (x.mean(0), x.var(0)) if standardise else (None, None)
+
+
+def _fit(z: np.ndarray, y: np.ndarray, C: float, warm=None, tol: float = FINAL_TOL):
+    """An L2 logistic regression on already standardised `z`; `warm` (a fit on the same rows, or one holding the
+    coefficients to start from) is refitted from its solution."""
     from sklearn.linear_model import LogisticRegression
-    mean, var = (x.mean(0), x.var(0)) if standardise else (None, None)
     lr = warm or LogisticRegression(max_iter=3000, warm_start=True)
     lr.set_params(C=C, tol=tol)
-    lr.fit(_standardise(x, mean, var), y)
-    return lr, mean, var
+    return lr.fit(z, y)
 
 
 def _to_head(lr, mean, var, n_classes: int) -> LinearHead:
@@ -178,16 +180,21 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
         folds = [(sel, val)]
         pool, method = None, f"the {len(val)} validation images" + (
             f" (C chosen on {len(sel)} of the {len(train)} training images)" if len(sel) < len(train) else "")
+    solutions: dict = {}                           # (candidate, C) -> coefficients fitted on all training rows
     for cand in candidates:
         per_c = np.zeros((len(C_GRID), 2))
         for tr_idx, va_idx in folds:
             tr_rows, va_rows = (pool[tr_idx], pool[va_idx]) if small else (tr_idx, va_idx)
-            x_tr, x_va = features[tr_rows][:, cand.columns], features[va_rows][:, cand.columns]
+            x_tr = features[tr_rows][:, cand.columns]
+            mean, var = _standardiser(x_tr, standardise)
+            z_tr, z_va = _standardise(x_tr, mean, var), _standardise(features[va_rows][:, cand.columns], mean, var)
             warm = None
             for i, C in enumerate(C_GRID):          # increasing C, warm-started: each fit starts near its answer
-                warm, mean, var = _fit(x_tr, labels[tr_rows], C, standardise, warm, SELECT_TOL)
-                acc, loss = _score(predict_linear(_to_head(warm, mean, var, n_classes), x_va), labels[va_rows])
+                warm = _fit(z_tr, labels[tr_rows], C, warm, SELECT_TOL)
+                acc, loss = _score(predict_linear(_to_head(warm, None, None, n_classes), z_va), labels[va_rows])
                 per_c[i] += (acc * len(va_rows), loss * len(va_rows))
+                if not small and len(tr_rows) == len(train):
+                    solutions[cand.name, C] = (warm.coef_.copy(), warm.intercept_.copy(), warm.classes_)
         per_c /= sum(len(v) for _, v in folds)
         for C, (acc, loss) in zip(C_GRID, per_c):
             rows.append({"taps": cand.name, "C": C, "val_accuracy": round(float(acc), 6), "val_loss": round(float(loss), 6)})
@@ -196,7 +203,14 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
                 best = (key, cand, C)
     _, cand, C = best
     fit_rows = np.concatenate([train, val]) if small else train
-    lr, mean, var = _fit(features[fit_rows][:, cand.columns], labels[fit_rows], C, standardise)
+    x = features[fit_rows][:, cand.columns]
+    mean, var = _standardiser(x, standardise)
+    start = None
+    if (cand.name, C) in solutions:                # refine the chosen fit to the final tolerance, from where it is
+        from sklearn.linear_model import LogisticRegression
+        start = LogisticRegression(max_iter=3000, warm_start=True)
+        start.coef_, start.intercept_, start.classes_ = solutions[cand.name, C]
+    lr = _fit(_standardise(x, mean, var), labels[fit_rows], C, start)
     return Selection(_to_head(lr, mean, var, n_classes), cand, rows, method, "train+val" if small else "train")
 
 

@@ -20,6 +20,7 @@ from core.evaluation.energy import Energy, meter, total
 from core.errors import LabError
 from .extractor import make_extractor
 from .features import FeatureStore
+from .cut import ActivationCache, Batches, predict_bottom, split
 from .head_fit import SMALL_PER_CLASS, Candidate, fit_features, select_linear, set_linear_weights
 from core.data.checksets import check_set_for
 from core.evaluation.checkset import score_run
@@ -123,7 +124,8 @@ def _keep_best(model, val_ds, offset: int):
 
     class KeepBest(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            loss, acc = model.evaluate(val_ds, verbose=0)[:2]
+            loss, acc = model.evaluate(val_ds(), verbose=0)[:2] if callable(val_ds) else \
+                model.evaluate(val_ds, verbose=0)[:2]
             self.best, self.best_epoch, self.best_weights = (acc, -loss), offset, model.get_weights()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -155,6 +157,56 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
     h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
                   callbacks=callbacks + ([keep] if keep else []))
     return _history(h.history, stage, offset), (keep.best_epoch if keep else None)
+
+
+def _fit_above_cut(cfg, progress, data: PreparedData, sp, arrays: list[np.ndarray], epochs: int, lr: float,
+                   offset: int) -> tuple[list[dict], int | None]:
+    """Fine-tune the top of a split on the cached activations below its cut, keeping the best validation epoch as
+    `_fit_images` does; the full model's layers are the top's, so it is trained too."""
+    tr, va = data.index["train"], data.index["val"]
+    steps = int(np.ceil(len(tr) / cfg.batch_size))
+    sp.top.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy",
+                   ["accuracy"])
+    train_ds = Batches(arrays, tr, data.labels, cfg.batch_size, True, cfg.seed + offset).dataset()
+    val = Batches(arrays, va, data.labels, 64, False, 0).dataset if len(va) else None
+    callbacks = _callbacks(cfg, progress, "fine-tune", epochs, offset, val is not None)
+    keep = _keep_best(sp.top, val, offset) if val is not None else None
+    h = sp.top.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val() if val else None,
+                   verbose=0, callbacks=callbacks + ([keep] if keep else []))
+    return _history(h.history, "fine-tune", offset), (keep.best_epoch if keep else None)
+
+
+def _fine_tune(cfg, progress, data: PreparedData, model, n_backbone: int, at: int, weights: str,
+               taps: tuple[str, ...], offset: int) -> tuple[list[dict], int | None, dict]:
+    """Fine-tune from layer `at`: above a cut on cached activations when the layers below are frozen and the images
+    are not augmented, else the plain way (every epoch through every layer). Returns (history, kept epoch, record)."""
+    lr = cfg.fine_tune_lr or cfg.learning_rate / 10
+    why_plain = "augmentation changes the images every epoch" if cfg.augment.active else \
+        "no frozen layers below the first trainable one" if at == 0 else None
+    sp = None if why_plain else split(model, n_backbone, at)
+    if sp is None:
+        n = set_trainable_from(model, n_backbone, at)
+        progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n} trainable layers), the plain way"))
+        hist, kept = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs, lr, offset)
+        return hist, kept, {"path": "plain", "why": why_plain or f"no single-tensor cut below layer {at}",
+                            "requested_layer": at, "first_trainable": at, "trainable_layers": n}
+    n = set_trainable_from(model, n_backbone, sp.first_trainable)
+    cache = ActivationCache(ActivationCache.key(data.fingerprint, data.dataset, cfg.backbone, weights,
+                                                data.image_size, cfg.head.pooling, taps, sp.cut),
+                            weights != "random" and bool(data.fingerprint))
+    progress(ProgressEvent("fine-tune", f"layers below {sp.cut} (frozen) computed once" +
+                           (" (cached)" if cache.was_cached else "") + f"; fine-tuning the {n} layers above"))
+    arrays = cache.arrays(sp.bottom, data.images, lambda b, im: predict_bottom(b, im, backbone=cfg.backbone))
+    hist, kept = _fit_above_cut(cfg, progress, data, sp, arrays, cfg.fine_tune_epochs, lr, offset)
+    te = data.index["test"][:32]                 # the reassembled model must equal the top on cached activations
+    want = sp.top.predict([a[te].astype(np.float32) for a in arrays], verbose=0) if len(te) else None
+    gap = float(np.abs(predict_images(model, cfg.backbone, data.images[te]) - want).max()) if len(te) else 0.0
+    if gap > 1e-3:
+        raise RuntimeError(f"the fine-tuned model disagrees with its top on cached activations by {gap:.2e}")
+    return hist, kept, {"path": "cached below the cut", "requested_layer": at, "cut": sp.cut,
+                        "first_trainable": sp.first_trainable, "trainable_layers": n,
+                        "snapped": sp.first_trainable != at, "activations_cached": cache.was_cached,
+                        "activation_bytes": int(sum(a.nbytes for a in arrays)), "check_gap": gap}
 
 
 def _resolve_fine_tune_at(at: int | None, backbone_layers: int) -> int | None:
@@ -252,15 +304,13 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                 history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
         taps_info["layers"] = list(taps) or [backbone.layers[-1].name]
 
-        fine_tune_start = kept_epoch = None
+        fine_tune_start = kept_epoch = fine_tune_info = None
         if cfg.fine_tune_epochs:
             at = _resolve_fine_tune_at(cfg.fine_tune_at, n_backbone)
-            n_trainable = set_trainable_from(model, n_backbone, at)
             fine_tune_start = len(history)
-            progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n_trainable} trainable layers)"))
             with stage("fine_tune"):
-                ft_history, kept_epoch = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs,
-                                                     cfg.fine_tune_lr or cfg.learning_rate / 10, fine_tune_start)
+                ft_history, kept_epoch, fine_tune_info = _fine_tune(cfg, progress, data, model, n_backbone, at,
+                                                                    weights, taps, fine_tune_start)
             history += ft_history
         for layer in model.layers:
             layer.trainable = True
@@ -313,7 +363,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "features_cached": features_cached, "feature_extractor": extractor_info, "taps": taps_info, "check_set": check_set,
             "head_fit": {k: v for k, v in fit_record.items() if k != "search"}, "calibration": calibration,
             "epochs_run": len(history), "fine_tune_start_epoch": fine_tune_start,
-            "fine_tune_kept_epoch": kept_epoch, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
+            "fine_tune_kept_epoch": kept_epoch, "fine_tune": fine_tune_info, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
                        "total": total(list(energies.values())).to_dict()},
             "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,

@@ -1,0 +1,162 @@
+"""Fine-tuning above a cut: the frozen layers below it are computed once per image, cached, and only the top trains.
+
+A cut is a layer whose output is the only tensor the layers above it read from the layers below (pooled taps of
+lower stages are allowed too: they are cached as the small vectors they become). MobileNetV2's residual blocks
+make that true only at block boundaries, so a requested first trainable layer is snapped down to the nearest cut:
+at least the requested layers train. The bottom and the top are replays of the model's own graph on new inputs,
+calling the same layer objects, so training the top trains the full model's weights; nothing is copied.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from core.store.paths import cache_dir
+
+POOL_PREFIX = "head_pool"        # weightless pooling of a tap (core.models.heads.pooled)
+FLOAT32_MAX_BYTES = 256 << 20    # activations up to this size are stored as float32, larger ones as float16
+
+
+@dataclass
+class Split:
+    bottom: object               # Model(image -> [cut activation, *pooled taps below the cut])
+    top: object                  # Model([cut activation, *pooled taps] -> probabilities)
+    cut: str                     # the cut layer's name
+    first_trainable: int         # index in model.layers of the first layer above the cut
+    pooled: list[str]            # pooling layers moved into the bottom (their vectors are cached)
+
+
+def _graph(model) -> tuple[list[str], dict[str, list[str]]]:
+    """Layer names in order and, for each, the names of the layers it reads (one call per layer in these models)."""
+    cfg = model.get_config()
+    order, inbound = [], {}
+    for layer in cfg["layers"]:
+        nodes = layer["inbound_nodes"]
+        if len(nodes) > 1:
+            raise ValueError(f"layer {layer['name']} is called more than once in the model")
+        reads = [n[0] for n in nodes[0]] if nodes else []
+        if nodes and any(n[3] for n in nodes[0]):
+            raise ValueError(f"layer {layer['name']} is called with keyword arguments")
+        order.append(layer["name"])
+        inbound[layer["name"]] = reads
+    return order, inbound
+
+
+def valid_cuts(model, n_backbone: int) -> list[int]:
+    """Indices c (< n_backbone) of backbone layers whose output is the only full tensor the rest reads from below."""
+    order, inbound = _graph(model)
+    pos = {n: i for i, n in enumerate(order)}
+    cuts = []
+    for c in range(1, n_backbone):
+        crossing = set()
+        for name in order[c + 1:]:
+            if name.startswith(POOL_PREFIX) and all(pos[r] <= c for r in inbound[name]):
+                continue                                   # a tap below the cut: pooled in the bottom
+            crossing |= {r for r in inbound[name] if pos[r] <= c}
+        if crossing == {order[c]}:
+            cuts.append(c)
+    return cuts
+
+
+def _replay(model, names: list[str], inbound: dict[str, list[str]], tensors: dict):
+    for name in names:
+        layer = model.get_layer(name)
+        ins = [tensors[r] for r in inbound[name]]
+        tensors[name] = layer(ins if len(ins) > 1 else ins[0])
+    return tensors
+
+
+def split(model, n_backbone: int, first_trainable: int) -> Split | None:
+    """The model split at the highest cut below `first_trainable` (None if there is none)."""
+    from core.tfenv import keras
+    cuts = [c for c in valid_cuts(model, n_backbone) if c < first_trainable]
+    if not cuts:
+        return None
+    c = cuts[-1]
+    order, inbound = _graph(model)
+    pos = {n: i for i, n in enumerate(order)}
+    pooled = [n for n in order[c + 1:] if n.startswith(POOL_PREFIX) and all(pos[r] <= c for r in inbound[n])]
+    image = keras.Input(model.input_shape[1:], name="image")
+    below = _replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
+    bottom = keras.Model(image, [below[order[c]]] + [below[p] for p in pooled], name="below_cut")
+    ins = {order[c]: keras.Input(model.get_layer(order[c]).output_shape[1:], name="cut")}
+    ins |= {p: keras.Input(model.get_layer(p).output_shape[1:], name=f"{p}_in") for p in pooled}
+    above = _replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
+    top = keras.Model(list(ins.values()), above[order[-1]], name="above_cut")
+    return Split(bottom, top, order[c], c + 1, pooled)
+
+
+class ActivationCache:
+    """The bottom's outputs for every image of a dataset on disk (float32, or float16 when large), memory-mapped
+    when read back.
+
+    Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut): the layers below a cut are frozen and
+    pretrained, so their outputs never change. Random weights are never cached."""
+
+    def __init__(self, key: str, cacheable: bool) -> None:
+        self.folder = cache_dir() / "cut" / key
+        self.cacheable = cacheable
+        self.was_cached = cacheable and (self.folder / "done").is_file()
+
+    @staticmethod
+    def key(fingerprint: str, dataset: str, backbone: str, weights: str, size: int, pooling: str,
+            taps: tuple[str, ...], cut: str) -> str:
+        raw = f"{fingerprint}|{dataset}|{backbone}|{weights}|{size}|{pooling}|{','.join(taps)}|{cut}|v1"
+        return f"{cut}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
+
+    def arrays(self, bottom, images: np.ndarray, predict: Callable) -> list[np.ndarray]:
+        """[cut activations, *pooled taps] for `images` (row i = image i), computed once and stored."""
+        if self.was_cached:
+            return [np.load(f, mmap_mode="r") for f in sorted(self.folder.glob("out*.npy"))]
+        outs = predict(bottom, images)
+        dtype = np.float32 if sum(o.nbytes for o in outs) <= FLOAT32_MAX_BYTES else np.float16
+        outs = [o.astype(dtype) for o in outs]
+        if self.cacheable:
+            tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
+            tmp.mkdir(parents=True, exist_ok=True)
+            for i, o in enumerate(outs):
+                np.save(tmp / f"out{i}.npy", o)
+            (tmp / "done").touch()
+            try:
+                os.replace(tmp, self.folder)             # another process may have stored the same: keep theirs
+            except OSError:
+                import shutil
+                shutil.rmtree(tmp, ignore_errors=True)
+        return outs
+
+
+def predict_bottom(bottom, images: np.ndarray, batch_size: int = 32, backbone: str | None = None) -> list[np.ndarray]:
+    """The bottom's outputs for uint8 images, in order, through one compiled function (preprocessing first)."""
+    from core.models.backbones import preprocess
+    from core.tfenv import tf
+    spec = tf.TensorSpec((None,) + tuple(bottom.input_shape[1:]), tf.float32)
+    fn = tf.function(lambda x: bottom(x, training=False), input_signature=[spec], autograph=False)
+    parts = [fn(preprocess(backbone, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]      # a single output comes back bare
+    return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+
+
+
+class Batches:
+    """Seeded shuffled batches of cached activations (read from the memory map batch by batch) and their labels."""
+
+    def __init__(self, arrays: list[np.ndarray], rows: np.ndarray, labels: np.ndarray, batch_size: int,
+                 shuffle: bool, seed: int) -> None:
+        self.arrays, self.rows, self.labels, self.batch_size = arrays, np.asarray(rows), labels, batch_size
+        self.shuffle, self.rng = shuffle, np.random.default_rng(seed)
+
+    def __call__(self):
+        order = self.rng.permutation(self.rows) if self.shuffle else self.rows
+        for i in range(0, len(order), self.batch_size):
+            idx = np.sort(order[i:i + self.batch_size])           # sorted reads from the memory map
+            yield tuple(a[idx].astype(np.float32) for a in self.arrays), self.labels[idx]
+
+    def dataset(self):
+        from core.tfenv import tf
+        sig = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.float32) for a in self.arrays),
+               tf.TensorSpec((None,), tf.int64))
+        return tf.data.Dataset.from_generator(self, output_signature=sig).prefetch(2)
