@@ -227,7 +227,7 @@ def test_cancel_in_browser_leaves_the_app_usable(app, page):
     pg.goto(url + "/Train")
     pg.get_by_role("button", name="Start training").first.wait_for()
     _idle(pg)
-    epochs = pg.get_by_label("Epochs", exact=True)
+    epochs = pg.get_by_label("Max epochs", exact=True)
     epochs.fill("400")
     epochs.press("Enter")
     _idle(pg)
