@@ -19,6 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+QUICK_PROBE = ("shapes", "digits", "cats_dogs_silhouettes", "vehicle_colors_synthetic")
 REPO = RESULTS.parent.parent
 
 
@@ -192,6 +193,20 @@ def markdown(r: dict) -> str:
                          f"{f(v.get('throughput_ips'), 0)} | {f(v.get('eval_images_per_s'), 0)} | "
                          f"{f(v.get('agreement'), 3)} | {f(v.get('sparsity'), 3)} | {f(v.get('compress_energy_j'), 0)} | "
                          f"{f(v.get('energy_per_1000_j'), 1)} | {f(v.get('energy_per_1000_single_j'), 1)} |")
+    if r.get("fine_tune"):
+        lines += ["", "**Fine-tuning** (shapes, 96 px): the lab (frozen layers below the cut computed once, only the "
+                  "top trains) against the plain `model.fit` on images with the bottom frozen:", "",
+                  "| from layer | epochs | cut | lab s | plain s | speed-up | accuracy lab / plain | energy J lab / plain |",
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {x['fine_tune_at']} | {x['epochs']} | {x.get('cut')} | {x['lab_s']} | {x['plain_s']} | "
+                  f"**{x['speedup']}x** | {x['acc_lab']} / {x['acc_plain']} | {x['energy_lab_j']} / {x['energy_plain_j']} |"
+                  for x in r["fine_tune"]]
+    if r.get("head_vs_probe"):
+        lines += ["", "**The head against the probe floor** (test accuracy of a default run, and of a tuned L2 "
+                  "logistic regression on the same features):", "",
+                  "| dataset | train images | lab | probe | features | lab C / probe C |", "|---|---|---|---|---|---|"]
+        lines += [f"| {x['dataset']} | {x['num_train']} | {x['lab']:.4f} | {x['probe']:.4f} | {x['taps']} | "
+                  f"{x['lab_C']} / {x['probe_C']:g} |" for x in r["head_vs_probe"]]
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                        [96, 128] if quick else [96, 128, 160, 224], 10)
     if not args.skip_variants:
         r |= bench_variants(96, None)
+    from .finetune import bench_fine_tune
+    from .probe import bench_head_vs_probe
+    r |= bench_fine_tune(96)
+    r |= bench_head_vs_probe(QUICK_PROBE if quick else QUICK_PROBE + ("fashion_mnist_12k", "animals"))
     r["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
     from core.store.runs import dumps

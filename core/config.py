@@ -77,6 +77,7 @@ class TrainConfig:
     fine_tune_at: int | None = None        # unfreeze backbone layers from this index on (negative: top K)
     fine_tune_epochs: int = 0
     fine_tune_lr: float | None = None      # default: learning_rate / 10
+    fine_tune_cache: bool = True           # compute the frozen layers below the cut once (core.training.cut)
     augment: Augment = field(default_factory=Augment)
     feature_engine: str = "auto"           # frozen features through: auto | keras | tflite (core.extractor)
     seed: int = 0

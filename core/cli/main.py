@@ -91,7 +91,7 @@ def config_from_args(args):
         mode=args.mode, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr, lr_decay=args.lr_decay,
         early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
-        fine_tune_lr=args.fine_tune_lr, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
+        fine_tune_lr=args.fine_tune_lr, fine_tune_cache=not args.no_fine_tune_cache, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
         feature_engine=args.feature_engine,
         split=tuple(args.split) if args.split else None, name=args.name)
 
@@ -178,6 +178,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--fine-tune-at", type=int, help="unfreeze backbone layers from this index (negative: top K)")
     g.add_argument("--fine-tune-epochs", type=int, default=0)
     g.add_argument("--fine-tune-lr", type=float, help="default: lr / 10")
+    g.add_argument("--no-fine-tune-cache", action="store_true",
+                   help="fine-tune the plain way: every epoch through the frozen layers too (for comparison)")
     g.add_argument("--early-stopping", action="store_true")
     g.add_argument("--es-monitor", default="val_loss")
     g.add_argument("--es-patience", type=int, default=3)

@@ -182,7 +182,8 @@ def _fine_tune(cfg, progress, data: PreparedData, model, n_backbone: int, at: in
     are not augmented, else the plain way (every epoch through every layer). Returns (history, kept epoch, record)."""
     lr = cfg.fine_tune_lr or cfg.learning_rate / 10
     why_plain = "augmentation changes the images every epoch" if cfg.augment.active else \
-        "no frozen layers below the first trainable one" if at == 0 else None
+        "no frozen layers below the first trainable one" if at == 0 else \
+        "the cache below the cut was turned off" if not cfg.fine_tune_cache else None
     sp = None if why_plain else split(model, n_backbone, at)
     if sp is None:
         n = set_trainable_from(model, n_backbone, at)
