@@ -96,7 +96,8 @@ def test_shapes_not_given_away_by_global_statistics(shape_data) -> None:
 
 # ---------------------------------------------------------------- vehicles
 
-def test_vehicle_colours_show_in_the_body_region() -> None:
+def test_vehicle_colours_show_in_the_body_region(monkeypatch) -> None:
+    monkeypatch.setattr(vehicles, "FRONT_SHARE", 0.0)       # rear views: the body sits in the frame's middle
     images, labels = vehicles.generate(8, size=64, seed=0)
     centre = images[:, 32:51, 19:45].reshape(len(images), -1, 3).astype(np.float64).mean(axis=1)  # rows .5-.8
     mean = {name: centre[labels == k].mean(0) for k, name in enumerate(vehicles.CLASS_NAMES)}
@@ -113,6 +114,19 @@ def test_vehicle_colours_show_in_the_body_region() -> None:
         assert np.ptp(mean[name]) < 15, (name, mean[name])
 
 
+def test_vehicle_fronts_show_their_paint_above_the_lamps(monkeypatch) -> None:
+    """Fronts seen from above and close: the hood fills the upper part of the frame (the floor the lower part)."""
+    monkeypatch.setattr(vehicles, "FRONT_SHARE", 1.0)
+    images, labels = vehicles.generate(8, size=64, seed=0)
+    hood = images[:, 6:24, 19:45].reshape(len(images), -1, 3).astype(np.float64).mean(axis=1)
+    mean = {name: hood[labels == k].mean(0) for k, name in enumerate(vehicles.CLASS_NAMES)}
+    r, g, b = hood[labels == vehicles.CLASS_NAMES.index("red")].T
+    assert (r > g + 15).all() and (r > b + 15).all()
+    assert mean["blue"][2] > mean["blue"][0] + 30 and mean["green"][1] > max(mean["green"][0], mean["green"][2]) + 15
+    brightness = {k: v.mean() for k, v in mean.items()}
+    assert min(brightness["white"], brightness["silver"]) > brightness["grey"] > brightness["black"] + 20
+
+
 def test_vehicle_class_lives_in_the_car_not_the_background() -> None:
     x_train, y_train = vehicles.generate(30, size=32, seed=0)
     x_test, y_test = vehicles.generate(15, size=32, seed=1)
@@ -121,11 +135,11 @@ def test_vehicle_class_lives_in_the_car_not_the_background() -> None:
         p = patch.reshape(len(patch), -1, 3).astype(np.float64)
         return np.c_[p.mean(axis=1), p.std(axis=1)]
 
-    def corners(x: np.ndarray) -> np.ndarray:
-        return colour_stats(np.concatenate([x[:, :5, :5], x[:, :5, -5:]], axis=2))
+    def corners(x: np.ndarray) -> np.ndarray:  # the bottom ones: close fronts fill the top of the frame with paint
+        return colour_stats(np.concatenate([x[:, -5:, :5], x[:, -5:, -5:]], axis=2))
 
-    def centre(x: np.ndarray) -> np.ndarray:
-        return colour_stats(x[:, 16:26, 10:22])
+    def centre(x: np.ndarray) -> np.ndarray:  # rows .3-.7: a rear's body, a close front's hood
+        return colour_stats(x[:, 10:22, 10:22])
 
     chance = 1 / len(vehicles.CLASS_NAMES)
     assert _fit_score(corners(x_train), y_train, corners(x_test), y_test) < chance + 0.15

@@ -47,7 +47,7 @@ def _car_photos() -> CheckSet:
         lambda size: np.stack([resize_rgb(Image.fromarray(a), size) for _, a in photos]),
         shades=(frozenset({"grey", "silver"}),),
         note="real photographs from registry packages, never used in training (mostly car fronts in one parking "
-             "garage; the synthetic training set shows rear views)" + (
+             "garage; the synthetic training set shows rear views and close fronts seen from above)" + (
                  f"; left out, their archives could not be fetched: {', '.join(gone)}" if gone else ""),
         details=[{"view": p.view, "licence": p.archive.licence, "clear": p.colour in CLEAR_COLOURS}
                  for p, _ in photos])

@@ -21,9 +21,9 @@ VEHICLES_SEED = 0
 
 def load_vehicle_colors(seed: int = VEHICLES_SEED, n_per_class: int = VEHICLES_PER_CLASS,
                         size: int = VEHICLES_SIZE) -> Samples:
-    """Generated rear views of cars in the report's eight colours (SYNTHETIC), deterministic for a seed."""
+    """Generated rear and front views of cars in the report's eight colours (SYNTHETIC), deterministic for a seed."""
     from core.data.synth import vehicles
-    fingerprint = f"vehicle-colors-v2-{seed}-{n_per_class}-{size}"
+    fingerprint = f"vehicle-colors-v3-fronts-{seed}-{n_per_class}-{size}"
     cached = cache_dir() / "synthetic" / f"{fingerprint}.npz"
     try:
         with np.load(cached) as z:

@@ -8,7 +8,7 @@
 | fashion_mnist | Fashion-MNIST, 70k 28 px grey photos | with Debian's dataset-fashion-mnist |
 | fashion_mnist_12k | a stratified 12k subset of it (CIFAR-10 stand-in) | as fashion_mnist |
 | digits | scikit-learn's 1,797 8 px digits | always |
-| vehicle_colors_synthetic | generated rear views of cars, 8 colours | always (SYNTHETIC) |
+| vehicle_colors_synthetic | generated rear and front views of cars, 8 colours | always (SYNTHETIC) |
 | cats_dogs_silhouettes | Animal-MNIST's cat and dog silhouettes | always (PyPI animal-mnist) |
 | basic_shapes, animals10 | Kaggle class folders | only if placed |
 """
@@ -23,8 +23,8 @@ from .builtin import animals_availability
 
 def register_all(register: Callable[[DatasetSpec], DatasetSpec]) -> None:
     register(DatasetSpec(
-        name="vehicle_colors_synthetic", title="Car colours, rear views (SYNTHETIC, generated)",
-        description=f"SYNTHETIC: generated rear views of cars (body, rear window, lights, plate, wheels, bumper; "
+        name="vehicle_colors_synthetic", title="Car colours, rear and front views (SYNTHETIC, generated)",
+        description=f"SYNTHETIC: generated rear views and close, elevated front views of cars (body, windows, lights, grille, plate, wheels, bumper; "
                     f"perspective, lighting, highlights, shadows, varied backgrounds, noise) in eight colours; "
                     f"{derived.VEHICLES_PER_CLASS} per colour, {derived.VEHICLES_SIZE} px, deterministic.",
         load=derived.load_vehicle_colors,

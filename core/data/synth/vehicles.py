@@ -1,9 +1,12 @@
-"""`vehicle_colors_synthetic`: rear views of cars in eight body colours.
+"""`vehicle_colors_synthetic`: rear views, and close fronts seen from above, of cars in eight body colours.
 
 The car is a flat, slightly tilted plane (a homography maps car units to pixels): body, cabin and
 rear window are painted as shaded fields (lighting gradient, horizon reflection, specular
 highlights, sometimes a hard key light), the rest (tail lights, plate, tyres, bumper trim) as flat
-shapes. Scenes (street, road, car park, garage with shelves and boxes, plain backdrop, sometimes dimmed,
+shapes. Half the cars are fronts as a parking-garage camera sees them (`FRONT_SHARE`): close, from above, the hood
+a tall field of paint, headlamps (often lit), a dark grille, the roof above the frame, mostly over a concrete floor
+with a yellow-and-black wheel stop and sometimes a barrier arm in front. Greens reach into lime, and a third of the
+reds are dark (maroon, wine). Scenes (street, road, car park, garage with shelves and boxes, plain backdrop, sometimes dimmed,
 sometimes with posts in front of the car), the car's size in the frame, lighting and the camera (exposure,
 a continuous white-balance cast, noise, JPEG) are sampled independently of the class; only the paint
 carries the label. Every image is drawn with its own `np.random.default_rng([seed, index])`.
@@ -22,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter
 CLASS_NAMES: tuple[str, ...] = ("black", "blue", "green", "grey", "orange", "red", "silver", "white")
 
 _SS = 2  # supersampling factor: draw at 2x, downsample for anti-aliasing
+FRONT_SHARE = 0.5  # fronts seen from above and close (the real check photos: a parking-garage camera)
 
 
 class _Paint(NamedTuple):
@@ -38,10 +42,10 @@ class _Paint(NamedTuple):
 _PAINTS: dict[str, _Paint] = {
     "black": _Paint((0, 360), (0.0, 0.25), (0.05, 0.14), (0.12, 0.25), (0.75, 0.9)),
     "blue": _Paint((203, 232), (0.5, 0.95), (0.35, 0.9), (0.10, 0.25), (0.55, 0.7)),
-    "green": _Paint((85, 160), (0.4, 0.9), (0.3, 0.8), (0.10, 0.25), (0.55, 0.7)),
+    "green": _Paint((65, 160), (0.4, 0.95), (0.3, 0.85), (0.10, 0.25), (0.55, 0.7)),
     "grey": _Paint((0, 360), (0.0, 0.07), (0.36, 0.54), (0.12, 0.25), (0.55, 0.7)),
     "orange": _Paint((20, 35), (0.78, 1.0), (0.85, 1.0), (0.08, 0.2), (0.6, 0.72)),
-    "red": _Paint((-10, 10), (0.75, 0.98), (0.55, 1.0), (0.10, 0.3), (0.4, 0.7)),
+    "red": _Paint((-14, 10), (0.7, 0.98), (0.55, 1.0), (0.10, 0.3), (0.4, 0.7)),
     "silver": _Paint((0, 360), (0.0, 0.05), (0.66, 0.8), (0.25, 0.4), (0.45, 0.6)),
     "white": _Paint((0, 360), (0.0, 0.05), (0.9, 0.98), (0.04, 0.1), (0.78, 0.9)),
 }
@@ -66,10 +70,11 @@ def generate(n_per_class: int, size: int = 128, seed: int = 0) -> tuple[np.ndarr
 def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     """Draw one car of colour class `label` as a (size, size, 3) uint8 array."""
     big = size * _SS
-    scene = _background(rng, big)
+    front = rng.random() < FRONT_SHARE  # a front view from an elevated camera, close, over a garage floor
+    scene = _garage_floor(rng, big) if front and rng.random() < 0.6 else _background(rng, big)
     if rng.random() < 0.25:  # dim surroundings (garage, dusk), the car itself lit
         scene = Image.fromarray((np.asarray(scene, np.float32) * rng.uniform(0.25, 0.6)).astype(np.uint8))
-    car = _Car(rng, big)
+    car = _Car(rng, big, front)
     paint = _sample_paint(rng, CLASS_NAMES[label])
 
     # Tyres, body, creases, window: a label map drawn at 2x, then shaded fields composited in numpy
@@ -95,7 +100,9 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
     flat[:, idx] = _glass_field(car, uf[idx], vf[idx], labf[idx] == _INTERIOR, rng)
     arr[ys, xs] = np.clip(crop, 0, 255).transpose(1, 2, 0)
     scene = Image.fromarray(arr)
-    car.draw_details(ImageDraw.Draw(scene), rng)
+    (car.draw_front if front else car.draw_details)(ImageDraw.Draw(scene), rng)
+    if front and rng.random() < 0.5:
+        _barrier(ImageDraw.Draw(scene), rng, big)
     if rng.random() < 0.3:
         _foreground(ImageDraw.Draw(scene), rng, big)
     small = scene.reduce(_SS)
@@ -106,8 +113,12 @@ def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
 
 # ---------------------------------------------------------------- paint and lighting
 
+# Dark reds (maroon, wine): a third of the red cars, darker and a little bluer than the bright ones.
+_DARK_RED = _Paint((-20, 2), (0.7, 0.95), (0.3, 0.55), (0.15, 0.3), (0.45, 0.7))
+
+
 def _sample_paint(rng: np.random.Generator, name: str) -> dict:
-    p = _PAINTS[name]
+    p = _DARK_RED if name == "red" and rng.random() < 0.35 else _PAINTS[name]
     h = (rng.uniform(*p.hue) % 360) / 360
     rgb = colorsys.hsv_to_rgb(h, rng.uniform(*p.sat), rng.uniform(*p.val))
     return {"rgb": np.asarray(rgb, np.float32) * 255, "spec": rng.uniform(*p.spec),
@@ -222,11 +233,13 @@ def _grey(rng: np.random.Generator, lo: float, hi: float) -> tuple[int, int, int
 class _Car:
     """Rear-view car geometry in car units (u: -1..1 across the body, v: height above ground) + its homography."""
 
-    def __init__(self, rng: np.random.Generator, big: int) -> None:
-        self.big = big
+    def __init__(self, rng: np.random.Generator, big: int, front: bool = False) -> None:
+        self.big, self.front = big, front
         kind = int(rng.choice(3, p=[0.4, 0.3, 0.3]))  # sedan, hatchback, SUV
         self.clear = rng.uniform(0.17, 0.22) if kind < 2 else rng.uniform(0.24, 0.3)
         self.belt = self.clear + (rng.uniform(0.8, 0.92) if kind < 2 else rng.uniform(0.88, 1.0))
+        if front:  # seen from above, the hood shows as a tall field of paint between the lamps and the windscreen
+            self.belt += rng.uniform(0.2, 0.6)
         self.roof = self.belt + (rng.uniform(0.42, 0.5), rng.uniform(0.48, 0.58), rng.uniform(0.5, 0.6))[kind]
         self.cab_lo = rng.uniform(0.84, 0.92)
         self.cab_hi = rng.uniform(0.6, 0.7) if kind < 2 else rng.uniform(0.68, 0.78)
@@ -237,14 +250,20 @@ class _Car:
 
         # Placement: half-width in pixels (from a distant car, paint ~10% of the frame, to a close one, ~40%),
         # centre, ground line (the body's middle stays near the frame's centre); then a slight roll / yaw / pitch.
-        hw = big * rng.uniform(0.19, 0.42)
-        hw = min(hw, big * 0.9 / (self.roof + 0.1))
-        cx = big * (0.5 + rng.uniform(-0.1, 0.1))
-        ground = max(min(big * rng.uniform(0.58, 0.72) + 0.6 * hw, big * 0.97), (self.roof + 0.05) * hw)
+        if front:  # close: the car fills the width, its roof (often its windscreen) above the frame, floor below
+            hw = big * rng.uniform(0.33, 0.5)
+            cx = big * (0.5 + rng.uniform(-0.15, 0.15))
+            ground = big * rng.uniform(0.45, 0.8)
+        else:
+            hw = big * rng.uniform(0.19, 0.42)
+            hw = min(hw, big * 0.9 / (self.roof + 0.1))
+            cx = big * (0.5 + rng.uniform(-0.1, 0.1))
+            ground = max(min(big * rng.uniform(0.58, 0.72) + 0.6 * hw, big * 0.97), (self.roof + 0.05) * hw)
         vc = self.roof / 2
         c, s = np.cos(rng.normal(0, 0.025)), np.sin(rng.normal(0, 0.025))
         rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-        proj = np.array([[1, 0, 0], [0, 1, 0], [rng.uniform(-0.07, 0.07), rng.uniform(-0.05, 0.05), 1]])
+        pitch = rng.uniform(0.05, 0.15) if front else rng.uniform(-0.05, 0.05)  # from above: the far end narrower
+        proj = np.array([[1, 0, 0], [0, 1, 0], [rng.uniform(-0.07, 0.07), pitch, 1]])
         shift = np.array([[1, 0, 0], [0, 1, -vc], [0, 0, 1]])
         scale = np.array([[hw, 0, cx], [0, -hw, ground - vc * hw], [0, 0, 1]])
         self.h = scale @ proj @ rot @ shift
@@ -306,7 +325,7 @@ class _Car:
         win = [(-self.cab_lo + inset, b + 0.03), (-self.cab_hi + inset * 0.7, top),
                (self.cab_hi - inset * 0.7, top), (self.cab_lo - inset, b + 0.03)]
         d.polygon(self.poly(_rounded(win, 0.06)), fill=_GLASS)
-        if rng.random() < 0.6:
+        if not self.front and rng.random() < 0.6:
             for hu in ((-0.38, 0.38), (-0.4, 0.0, 0.4))[int(rng.integers(2))]:
                 hr = [(hu - 0.13, b + 0.03), (hu - 0.12, b + 0.22), (hu + 0.12, b + 0.22), (hu + 0.13, b + 0.03)]
                 d.polygon(self.poly(_rounded(hr, 0.06)), fill=_INTERIOR)
@@ -370,6 +389,99 @@ class _Car:
         if rng.random() < 0.7:  # badge
             badge = _CIRCLE * [0.07, 0.04] + [0.0, (b + self.bumper_top) / 2 + 0.08]
             d.polygon(self.poly(badge), fill=_grey(rng, 170, 230))
+
+
+    def draw_front(self, d: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
+        """Flat-coloured parts of a front: headlamps (often lit), grille (dark, often chrome-framed), plate, intake."""
+        c, b, bt = self.clear, self.belt, self.bumper_top
+        lit = rng.random() < 0.6
+        lamp_col = _grey(rng, 225, 255) if lit else _grey(rng, 120, 200)
+        lb = bt + rng.uniform(0.0, 0.12)          # lamps just above the bumper, the hood rising behind them
+        lt = lb + rng.uniform(0.14, 0.26)
+        inw = rng.uniform(0.5, 0.68)
+        lamp = [(-0.98, lt), (-inw, lt - 0.02), (-inw - 0.03, lb + 0.03), (-0.95, lb)]
+        for flip in (False, True):
+            pts = _mirror(lamp) if flip else lamp
+            if lit:  # glow around a lit lamp
+                g = [(x * 1.06, y + (0.04 if y > lb + 0.05 else -0.04)) for x, y in pts]
+                d.polygon(self.poly(_rounded(g, 0.05)), fill=_grey(rng, 170, 215))
+            d.polygon(self.poly(_rounded(pts, 0.04)), fill=lamp_col, outline=_grey(rng, 40, 110), width=2)
+        # Grille between the lamps: dark mesh, often with a chrome frame or bars, a badge in the middle.
+        gw = inw - rng.uniform(0.03, 0.12)
+        gt, gb = lt + rng.uniform(-0.04, 0.02), max(c + 0.2, lb - rng.uniform(0.05, 0.15))
+        chrome = rng.random() < 0.5
+        grille = [(-gw, gt), (gw, gt), (gw * 0.85, gb), (-gw * 0.85, gb)]
+        d.polygon(self.poly(_rounded(grille, 0.05)), fill=_grey(rng, 10, 45),
+                  outline=_grey(rng, 150, 220) if chrome else _grey(rng, 10, 45), width=3)
+        if chrome and rng.random() < 0.6:
+            for y in np.linspace(gb, gt, int(rng.integers(2, 5)) + 2)[1:-1]:
+                d.line(self.poly([(-gw * 0.9, y), (gw * 0.9, y)]), fill=_grey(rng, 140, 210), width=2)
+        badge = _CIRCLE * [0.08, 0.05] + [0.0, (gt + gb) / 2]
+        d.polygon(self.poly(badge), fill=_grey(rng, 160, 230))
+        # Lower intake, fog lamps and the plate on the bumper.
+        intake = [(-0.6, c + 0.05), (0.6, c + 0.05), (0.66, c + 0.17), (-0.66, c + 0.17)]
+        d.polygon(self.poly(_rounded(intake, 0.04)), fill=_grey(rng, 10, 40))
+        if rng.random() < 0.4:
+            for side in (-1, 1):
+                fog = _CIRCLE * [0.06, 0.04] + [side * 0.78, c + 0.12]
+                d.polygon(self.poly(fog), fill=_grey(rng, 180, 255) if lit else _grey(rng, 60, 120))
+        pw, ph = rng.uniform(0.4, 0.5), rng.uniform(0.1, 0.16)
+        pv = max(c + 0.04, gb - ph - rng.uniform(0.0, 0.06))
+        d.polygon(self.poly(_rounded([(-pw / 2, pv), (pw / 2, pv), (pw / 2, pv + ph), (-pw / 2, pv + ph)], 0.015)),
+                  fill=_grey(rng, 205, 245), outline=_grey(rng, 20, 60), width=1)
+        n = int(rng.integers(5, 9))
+        cw = pw * 0.85 / n
+        segs = np.concatenate([_SEGMENTS[rng.choice(7, size=rng.integers(3, 7), replace=False)] * [0.65, 1] + [k, 0]
+                               for k in range(n)])
+        segs = segs * [cw, ph * 0.56] + [-pw * 0.425 + cw * 0.15, pv + ph * 0.22]
+        for a, b_ in self.px(segs.reshape(-1, 2)).reshape(-1, 2, 2):
+            d.line([tuple(a), tuple(b_)], fill=(20, 20, 30), width=1)
+
+
+def _barrier(d: ImageDraw.ImageDraw, rng: np.random.Generator, big: int) -> None:
+    """A parking barrier arm in front of the car: a white bar with a red band, entering from one side."""
+    side = rng.choice([-1, 1])
+    x0 = 0 if side < 0 else big
+    x1 = big * (rng.uniform(0.3, 0.8) if side < 0 else rng.uniform(0.2, 0.7))
+    y0 = big * rng.uniform(0.1, 0.85)
+    y1 = y0 - big * rng.uniform(0.0, 0.08)
+    w = max(int(big * rng.uniform(0.03, 0.06)), 2)
+    d.line([(x0, y0), (x1, y1)], fill=_grey(rng, 215, 250), width=w)
+    f = rng.uniform(0.15, 0.35)
+    d.line([(x0 + (x1 - x0) * f, y0 + (y1 - y0) * f), (x0 + (x1 - x0) * (f + 0.08), y0 + (y1 - y0) * (f + 0.08))],
+           fill=(int(rng.uniform(180, 230)), 30, 35), width=w)
+
+
+def _garage_floor(rng: np.random.Generator, big: int) -> Image.Image:
+    """Looking down in a parking garage: a concrete floor filling most of the frame (lighter far away, stains),
+    a sliver of wall, and a yellow-and-black wheel stop or kerb across it."""
+    horizon = big * rng.uniform(0.0, 0.3)
+    base = rng.uniform(90, 175)
+    warm = rng.uniform(0.0, 0.08)
+    yy = np.linspace(0, 1, big, dtype=np.float32)[:, None]
+    g = base * (1.05 - rng.uniform(0.0, 0.25) * yy) + rng.normal(0, 3, (big, 1)).astype(np.float32)
+    field = np.stack([g * (1 + warm), g, g * (1 - warm)], -1) * np.ones((1, big, 1), np.float32)
+    img = Image.fromarray(np.clip(field, 0, 255).astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    d.rectangle([0, 0, big, horizon], fill=_grey(rng, 60, 170))
+    for _ in range(rng.integers(0, 4)):  # stains and wet patches
+        x, y, r = rng.uniform(0, big), rng.uniform(horizon, big), big * rng.uniform(0.03, 0.12)
+        d.ellipse([x - r, y - r * 0.5, x + r, y + r * 0.5], fill=_grey(rng, base * 0.6, base * 0.95))
+    for _ in range(rng.integers(1, 3)):  # wheel stop / kerb: yellow and black blocks along a line
+        y0 = rng.uniform(horizon, big)
+        y1 = y0 + big * rng.uniform(-0.15, 0.15)
+        h = big * rng.uniform(0.02, 0.05)
+        k = int(rng.integers(6, 14))
+        for j in range(k):
+            xa, xb = big * j / k, big * (j + 1) / k
+            ya, yb = y0 + (y1 - y0) * j / k, y0 + (y1 - y0) * (j + 1) / k
+            col = (int(rng.uniform(190, 235)), int(rng.uniform(150, 190)), int(rng.uniform(20, 60))) if j % 2 \
+                else _grey(rng, 20, 50)
+            d.polygon([(xa, ya), (xb, yb), (xb, yb + h), (xa, ya + h)], fill=col)
+    if rng.random() < 0.5:  # a wall or pillar at one side
+        x = big * rng.uniform(0.8, 0.95)
+        d.rectangle([x, 0, big, big], fill=_grey(rng, 50, 170))
+    return img
 
 
 # Seven-segment character strokes in a unit cell (x right, y up): plate "glyphs" use 3-6 of them.
