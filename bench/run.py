@@ -48,7 +48,8 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     from core.training.extractor import make_extractor
     from core.evaluation.metrics import classification_metrics
     from core.config import HeadConfig
-    from core.models.heads import assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
+    from core.models.backbones import get_backbone
+    from core.models.heads import assemble, feature_extractor, head_layers, set_trainable_from
     from core.data.pipeline import image_dataset, predict_images
     from core.tfenv import keras
     from core.training.train import train
@@ -59,10 +60,10 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     # The lab's TFLite extractor is built once per machine and backbone/size/pooling (like the converted weights);
     # its build is timed here and reported apart from the per-run figures.
     backbone, weights = build_backbone(cfg.backbone, size)
-    pool = pooling_layer(HeadConfig(), len(backbone.output_shape))
-    keras_extractor = feature_extractor(backbone, pool)
+    taps = get_backbone(cfg.backbone).taps          # the default (auto) extracts several depths, once
+    keras_extractor = feature_extractor(backbone, HeadConfig(), taps)
     built = make_extractor(keras_extractor, cfg.backbone, weights, size, HeadConfig().pooling, len(data.images),
-                           data.images[tr[:32]], engine="tflite")
+                           data.images[tr[:32]], engine="tflite", taps=taps)
     lab_t, plain_t, floor_t, tfl_floor_t, lab_acc, plain_acc, lab_j, plain_j, floor_j = ([] for _ in range(9))
     for _ in range(repeats):
         _clear_feature_cache()
@@ -75,8 +76,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
         keras.utils.set_random_seed(cfg.seed)
         backbone, _ = build_backbone(cfg.backbone, size)
         head = HeadConfig()
-        pool = pooling_layer(head, len(backbone.output_shape))
-        model = assemble(backbone, pool, head_layers(head, len(data.class_names)))
+        model = assemble(backbone, head, head_layers(head, len(data.class_names)))      # the last layer, as usual
         set_trainable_from(model, len(backbone.layers), None)
         model.compile(keras.optimizers.Adam(cfg.learning_rate), "sparse_categorical_crossentropy", ["accuracy"])
         with meter() as m:
@@ -89,7 +89,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
         probs = predict_images(model, cfg.backbone, data.x("test"))
         plain_acc.append(classification_metrics(data.y("test"), probs, data.class_names)["accuracy"])
 
-        extractor = feature_extractor(backbone, pool)
+        extractor = feature_extractor(backbone, head, taps)
         predict_images(extractor, cfg.backbone, data.images[:64])  # trace once, as the lab's first batch does
         with meter() as m:
             t = time.perf_counter()
@@ -97,7 +97,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
             predict_images(extractor, cfg.backbone, data.images[va])
             floor_t.append(time.perf_counter() - t)
         floor_j.append(m["energy"].joules)
-        stored = make_extractor(extractor, cfg.backbone, weights, size, head.pooling, 0, data.images[:0])
+        stored = make_extractor(extractor, cfg.backbone, weights, size, head.pooling, 0, data.images[:0], taps=taps)
         stored.extract(data.images[:64])
         t = time.perf_counter()
         stored.extract(data.images[tr])

@@ -8,11 +8,11 @@ def shapes_backbone():
     from core.models.backbones import build_backbone
     from core.data.prepare import prepare
     from core.config import HeadConfig
-    from core.models.heads import feature_extractor, pooling_layer
+    from core.models.heads import feature_extractor
     data = prepare("shapes", 96, 0)
     backbone, weights = build_backbone("mobilenet_v2", 96)
     assert weights.startswith("imagenet"), "the packaged MobileNetV2 weights are needed here"
-    return data, feature_extractor(backbone, pooling_layer(HeadConfig(), len(backbone.output_shape))), weights
+    return data, feature_extractor(backbone, HeadConfig()), weights
 
 
 def test_tflite_extractor_agrees_with_keras_is_stored_and_survives_a_corrupt_file(shapes_backbone, tmp_path,
