@@ -160,8 +160,12 @@ class Cancelled(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM (a KeyboardInterrupt, so training marks its run cancelled)."""
 
 
+_SIGTERM_AT: list[float] = []     # when a cancel (SIGTERM) arrived, if one did
+
+
 def _on_sigterm(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one interruption; cleanup must not be interrupted again
+    _SIGTERM_AT.append(time.time())
     raise Cancelled()
 
 
@@ -234,8 +238,14 @@ def run(job_id: str) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if isinstance(e, FileExistsError) and e.filename and os.path.basename(str(e.filename)) == job["run_id"]:
             own_run = False            # training found the run folder taken: it is another run's
-        error = describe_error(e)
-        traceback.print_exc()
+        if _SIGTERM_AT:
+            # the cancel interrupted code that turned the KeyboardInterrupt into another error (a C extension's
+            # import, e.g. TensorFlow's "ImportError: initialization failed"): it is still a cancel
+            status, error = "cancelled", "cancelled by the user"
+            print(f"[{time.strftime('%H:%M:%S')}] cancelled ({type(e).__name__}: {e})", flush=True)
+        else:
+            error = describe_error(e)
+            traceback.print_exc()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
