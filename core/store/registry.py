@@ -180,9 +180,13 @@ def query(sql: str, args: tuple | list = (), one: bool = False):
 
 
 def write(fn: Callable[[sqlite3.Connection], T], patience: float | None = None) -> T:
-    """fn(con) inside one write transaction; the whole transaction is retried while the database is busy."""
+    """fn(con) inside one write transaction; the whole transaction is retried while the database is busy, for up
+    to `patience` seconds in all (WRITE_PATIENCE by default)."""
+    patience = WRITE_PATIENCE if patience is None else patience
+    end = time.monotonic() + patience
+
     def go():
-        with connect(patience=patience) as con:
+        with connect(patience=max(0.0, end - time.monotonic())) as con:
             return fn(con)
     return retry(go, patience)
 
