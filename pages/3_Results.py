@@ -1,15 +1,12 @@
 """Results: runs, learning curves, the variant comparison, confusion matrices with the misclassified images."""
 from __future__ import annotations
 
-import json
-
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.compare import COLUMNS, RANKED, best_per_column, confusion_pairs, misclassified_for, normalise_rows, \
-    pareto_front, to_csv
+from core.evaluation.compare import confusion_pairs, misclassified_for
 from core.evaluation import energy
-from ui import charts, common, energy_view
+from ui import common, energy_view, run_views
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
 
@@ -40,7 +37,8 @@ run_id = st.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i
 S["run_id"] = run_id
 
 try:
-    rep = common.run_report(run_id)
+    stamp = common.run_stamp(run_id)         # the key of every figure and table of this run (ui/run_views.py)
+    rep = common.run_report(run_id, stamp)
 except Exception as e:  # noqa: BLE001
     st.error(f"Cannot read run {run_id}: {e}")
     st.stop()
@@ -83,17 +81,16 @@ if run.get("warnings"):
     for wmsg in run["warnings"]:
         st.warning(wmsg)
 
-rows = rep.table(region)
+rows = run_views.table_rows(run_id, stamp, region)
 t_curves, t_compare, t_energy, t_cm, t_class, t_dl = st.tabs(["Learning curves", "Compare variants", "Energy",
                                                               "Confusion matrix", "Per-class report", "Downloads"])
 
 # ------------------------------------------------------------------ learning curves
 with t_curves:
-    epochs = rep.history.get("epochs") or []
-    if epochs:
+    fig = run_views.curves_figure(run_id, stamp)
+    if fig is not None:
         ft = rep.history.get("fine_tune_start_epoch")
-        st.plotly_chart(charts.learning_curves(epochs, ft, height=360), config={"displayModeBar": False},
-                        key="curves")
+        st.plotly_chart(fig, config={"displayModeBar": False}, key="curves")
         st.caption("Solid: training; dashed: validation." + (f" Fine-tuning starts after epoch {ft}." if ft else ""))
     else:
         st.caption("No learning curves stored for this run.")
@@ -102,46 +99,8 @@ with t_curves:
 with t_compare:
     if len(rows) == 1:
         st.info("This run has no compressed variants yet (choose compression techniques on the Train page).")
-    best = best_per_column(rows)
-    labels = {c.key: c.label for c in COLUMNS}
-    shown_cols = [c for c in COLUMNS if c.key != "technique"                 # the variant's name says it
-                  and (c.key != "check_accuracy" or any(r.get(c.key) is not None for r in rows))]
-    df = pd.DataFrame(rows)[[c.key for c in shown_cols]]
-    shown = pd.DataFrame(index=df.index)
-    for c in shown_cols:
-        vals = df[c.key]
-        if c.kind == "pct":
-            col = vals.map(lambda v: common.fmt_pct(v, 2))
-        elif c.kind == "bytes":
-            col = vals.map(common.fmt_bytes)
-        elif c.kind == "ms":
-            col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.2f} ms")
-        elif c.kind == "joules":
-            unit = common.energy_unit(vals)
-            col = vals.map(lambda v, u=unit: common.fmt_energy(v, u))
-        elif c.kind == "grams":
-            unit = common.co2_unit(vals)
-            col = vals.map(lambda v, u=unit: common.fmt_co2(v, u))
-        elif c.kind == "float":
-            col = vals.map(lambda v: "–" if v is None or pd.isna(v) else f"{v:.3f}" if v < 100 else f"{v:,.0f}")
-        else:
-            col = vals.fillna("")
-        if c.better:
-            col = pd.Series([f"★ {v}" if i in best[c.key] and len(rows) > 1 else v for i, v in col.items()],
-                            index=df.index)
-        shown[labels[c.key]] = col
-
-    def _highlight(frame: pd.DataFrame) -> pd.DataFrame:
-        css = pd.DataFrame("", index=frame.index, columns=frame.columns)
-        if len(rows) > 1:
-            for c in RANKED:
-                if labels[c.key] not in css.columns:
-                    continue
-                for i in best[c.key]:
-                    css.loc[i, labels[c.key]] = "background-color: #dcefe2; font-weight: 600"
-        return css
-
-    st.dataframe(shown.style.apply(_highlight, axis=None), hide_index=True, width="stretch")
+    shown, css = run_views.compare_table(run_id, stamp, region)
+    st.dataframe(shown.style.apply(lambda _: css, axis=None), hide_index=True, width="stretch")
     cal_notes: dict[str, list[str]] = {}            # note -> the variants it concerns
     for v in rep.variants:
         if v.get("calibration_note"):
@@ -155,20 +114,12 @@ with t_compare:
                "time). Calibrated: after temperature scaling fitted on the validation images, which the Predict "
                "page applies." + "".join(f" {', '.join(names)}: {note}." for note, names in cal_notes.items()))
     ca, cb = st.columns(2)
+    size_fig, latency_fig = run_views.pareto_figures(run_id, stamp, region)
     with ca:
-        front = pareto_front(rows, "size_bytes", "test_accuracy")
-        pts = [dict(r, size_kb=r["size_bytes"] / 1024 if r.get("size_bytes") else None) for r in rows]
-        st.plotly_chart(charts.pareto_scatter(pts, "size_kb", "test_accuracy", front, "model size (KB)",
-                                              "test accuracy", log_x=True, x_fmt=":,.0f",
-                                              title="Accuracy against size"),
-                        config={"displayModeBar": False}, key="pareto-size")
+        st.plotly_chart(size_fig, config={"displayModeBar": False}, key="pareto-size")
     with cb:
-        front = pareto_front(rows, "latency_ms_p50", "test_accuracy")
-        if any(r.get("latency_ms_p50") is not None for r in rows):
-            st.plotly_chart(charts.pareto_scatter(rows, "latency_ms_p50", "test_accuracy", front,
-                                                  "latency p50 (ms per image)", "test accuracy", x_fmt=":.2f",
-                                                  title="Accuracy against latency"),
-                            config={"displayModeBar": False}, key="pareto-latency")
+        if latency_fig is not None:
+            st.plotly_chart(latency_fig, config={"displayModeBar": False}, key="pareto-latency")
         else:
             st.caption("No latency measured yet (compression measures it for every variant).")
     st.caption("Stars and the dashed line: the Pareto front, the variants that no other variant beats on both axes.")
@@ -196,12 +147,9 @@ with t_energy:
                         key=common.remember("energy_axis", "per 1,000 predictions", list(axes)),
                         on_change=common.save, args=("energy_axis",))
         key = axes[axis]
-        pts = [dict(r, **{key: r.get(key, v.get(key))}) for r, v in zip(rows, rep.variants)]
-        if any(r.get(key) is not None for r in pts):
-            st.plotly_chart(charts.pareto_scatter(pts, key, "test_accuracy", pareto_front(pts, key, "test_accuracy"),
-                                                  f"energy {axis} (J)", "test accuracy", x_fmt=":,.3g",
-                                                  title=f"Accuracy against energy {axis}"),
-                            config={"displayModeBar": False}, key=f"pareto-energy-{key}")
+        fig = run_views.energy_figure(run_id, stamp, region, key, axis)
+        if fig is not None:
+            st.plotly_chart(fig, config={"displayModeBar": False}, key=f"pareto-energy-{key}")
         else:
             st.caption("No energy measured for the variants yet (compression meters every variant's inference).")
     stages = energy_view.stages_table(run, region)
@@ -235,10 +183,9 @@ with t_cm:
         v = rep.variant(vname)
         cm = v["confusion_matrix"]
         classes = rep.class_names
-        norm = normalise_rows(cm)
         left, right = st.columns([3, 2], gap="large")
         with left:
-            event = st.plotly_chart(charts.confusion_heatmap(cm, classes, norm_mode != "counts", norm),
+            event = st.plotly_chart(run_views.confusion_figure(run_id, stamp, vname, norm_mode != "counts"),
                                     config={"displayModeBar": False}, key=f"cm-{vname}", on_select="rerun",
                                     selection_mode="points")
         pairs = confusion_pairs(cm, classes)
@@ -271,15 +218,17 @@ with t_cm:
                 true_c, pred_c = pair.split(" → ")
                 wrong = misclassified_for(v.get("misclassified") or [], true_c, pred_c)
                 try:
-                    images, ids = common.test_images(rep)
+                    images, ids = common.test_images(rep)       # a view: each image below is picked by index
                 except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
                     images, ids = None, None
                     st.caption(f"The test images cannot be shown here: {e}")
                 shown_imgs, caps = [], []
-                pos = {i: k for k, i in enumerate(ids or [])}
+                pos = None
                 for item in wrong[:24]:
                     k = item.get("index")
-                    if k is None or (ids and k >= len(ids)):
+                    if k is None or (ids is not None and k >= len(ids)):
+                        if pos is None:                  # only for predictions stored without their index
+                            pos = {i: n for n, i in enumerate(ids or [])}
                         k = pos.get(item.get("id"))
                     if images is not None and k is not None and k < len(images):
                         shown_imgs.append(images[k])
@@ -294,7 +243,7 @@ with t_cm:
 
 # ------------------------------------------------------------------ per-class report
 with t_class:
-    pc = pd.DataFrame(rep.per_class_rows())
+    pc = run_views.per_class_frame(run_id, stamp)
     if pc.empty:
         st.caption("No per-class report stored.")
     else:
@@ -315,14 +264,14 @@ with t_class:
 with t_dl:
     st.markdown("**Metrics**")
     d = st.columns(4)
-    d[0].download_button("Comparison (CSV)", to_csv(rows), f"{run_id}-variants.csv", "text/csv",
+    texts = run_views.download_texts(run_id, stamp, region)     # built once per run; sent only when clicked
+    d[0].download_button("Comparison (CSV)", (lambda t=texts["variants"]: t), f"{run_id}-variants.csv", "text/csv",
                          icon=":material/download:")
-    d[1].download_button("Per-class (CSV)", to_csv(rep.per_class_rows()), f"{run_id}-per-class.csv", "text/csv",
+    d[1].download_button("Per-class (CSV)", (lambda t=texts["per_class"]: t), f"{run_id}-per-class.csv", "text/csv",
                          icon=":material/download:")
-    full = {"run_id": run_id, "config": cfg, "run": run, "metrics": rep.metrics, "variants": rep.variants}
-    d[2].download_button("Everything (JSON)", json.dumps(full, indent=1, default=float), f"{run_id}-metrics.json",
+    d[2].download_button("Everything (JSON)", (lambda t=texts["json"]: t), f"{run_id}-metrics.json",
                          "application/json", icon=":material/download:")
-    d[3].download_button("Learning curves (CSV)", to_csv(rep.history.get("epochs") or []), f"{run_id}-history.csv",
+    d[3].download_button("Learning curves (CSV)", (lambda t=texts["history"]: t), f"{run_id}-history.csv",
                          "text/csv", icon=":material/download:")
     st.markdown("**A bundle that runs elsewhere**")
     st.caption("One ZIP per variant: the model (TFLite variants take plain RGB pixels: the preprocessing is inside), "

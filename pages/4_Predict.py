@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from ui import charts, common
+from ui import common
 from core.data.images import thumbnail
 from core.evaluation.calibration import MARGIN
-from ui.predicting import predict_many
+from ui.predicting import predict_many, topk_figure, topk_key
 
 common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
 
@@ -139,7 +139,7 @@ for n_img, (caption, src) in enumerate(items):
                     continue
                 best = res["top_k"][0] if res["top_k"] else {"class": "?", "probability": 0}
                 st.markdown(f"**{vname}** → **{res.get('label', best['class'])}** ({best['probability']:.1%})")
-                st.plotly_chart(charts.topk_bars(res["top_k"]), config={"displayModeBar": False},
+                st.plotly_chart(topk_figure(topk_key(res["top_k"])), config={"displayModeBar": False},
                                 key=f"topk-{n_img}-{vname}")
                 t = res.get("temperature")
                 st.caption(f"latency {res.get('latency_ms', float('nan')):.1f} ms · "

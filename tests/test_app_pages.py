@@ -227,3 +227,46 @@ def test_predict_page_renders_a_prediction(finished_run):
     assert body.count("calibrated probabilities (T = ") == 8, body       # both variants have a temperature
     assert len(plotly_charts(at)) == 8                       # 4 samples x 2 variants: top-k bars
     assert len(at.get("image")) == 4
+
+
+def test_reruns_are_cheap_for_a_classroom(finished_run, monkeypatch):
+    """No full GC after each rerun; one job-list snapshot per process; a run's figures built once; test images
+    picked by index from the shared data, not copied."""
+    import tomllib
+
+    import numpy as np
+    from streamlit import config as st_config
+
+    import core.jobs
+    from core.store import registry
+    from ui import charts, common, run_views
+    conf = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert conf["runner"]["postScriptGC"] is False
+    assert "runner.postScriptGC" in st_config.get_config_options()     # the option exists in this Streamlit
+
+    reads = []
+    real_list = core.jobs.list_jobs
+    monkeypatch.setattr(core.jobs, "list_jobs", lambda *a, **k: reads.append(1) or real_list(*a, **k))
+    common._jobs_snapshot.clear()
+    first = common.jobs_snapshot()
+    assert common.jobs_snapshot() == first and common.jobs_snapshot() == first
+    assert len(reads) == 1                                              # shared: one read for every poll
+    registry.upsert_run(finished_run, {"touched": True})                # any commit is seen at once
+    common.jobs_snapshot()
+    assert len(reads) == 2
+
+    built = []
+    real_curves = charts.learning_curves
+    monkeypatch.setattr(charts, "learning_curves", lambda *a, **k: built.append(1) or real_curves(*a, **k))
+    run_views.curves_figure.clear()
+    for _ in range(2):
+        at = open_page("pages/3_Results.py", run_id=finished_run)
+        assert any("Loss" in str(c.proto.spec) for c in plotly_charts(at))
+    assert len(built) == 1                                              # the second rerun reused the figure
+    stamp = common.run_stamp(finished_run)
+    assert run_views.curves_figure(finished_run, stamp) is run_views.curves_figure(finished_run, stamp)
+
+    images, ids = common.test_images(common.run_report(finished_run))
+    assert len(images) == len(ids) > 0
+    assert np.shares_memory(images[0], images._data.images)             # a view into the shared array
+    assert ids[0] == images._data.ids[images.indices[0]]

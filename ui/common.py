@@ -183,40 +183,116 @@ def _check_report(dataset: str, stamp: str) -> dict:
     return check_dataset(dataset)
 
 
-def run_report(run_id: str):
-    """The Results view of a run, re-read whenever its folder or registry rows change."""
+def run_stamp(run_id: str) -> str:
+    """Changes whenever a run's folder or its registry row changes: the key of everything cached per run."""
     from core.store.runs import run_dir
-    from core.store import registry
     folder = run_dir(run_id)
     stamp = [folder.stat().st_mtime_ns] + sorted(p.stat().st_mtime_ns for p in folder.iterdir() if p.is_file())
-    row = registry.get_run(run_id)
-    return _run_report(run_id, f"{stamp}|{row and row['updated']}")
+    row = next((r for r in runs() if r["id"] == run_id), None)
+    if row is None:
+        from core.store import registry
+        row = registry.get_run(run_id)
+    return f"{stamp}|{row and row['updated']}"
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+def run_report(run_id: str, stamp: str | None = None):
+    """The Results view of a run, re-read whenever its folder or registry rows change."""
+    return _run_report(run_id, stamp or run_stamp(run_id))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
 def _run_report(run_id: str, stamp: str):
+    """One RunReport per run and stamp, shared read-only by every session (nothing mutates it)."""
     from core.evaluation.compare import load_run
     return load_run(run_id)
 
 
-def runs(limit: int = 200) -> list[dict]:
+def db_stamp() -> tuple:
+    """Changes with every commit to the registry database (its file and WAL's size and modification time): a few
+    stat() calls, no query. The snapshots below are keyed by it, so a change is seen at once."""
+    from core.store.paths import db_path
+    path = db_path()
+    out: list = []
+    for p in (path, path.with_name(path.name + "-wal")):
+        try:
+            s_ = p.stat()
+            out += [s_.st_mtime_ns, s_.st_size]
+        except OSError:
+            out += [0, 0]
+    return tuple(out)
+
+
+SNAPSHOT_TTL = 1.0      # seconds: at most one job-list read (and reconcile) per second and server process
+
+
+@st.cache_data(ttl=SNAPSHOT_TTL, show_spinner=False, max_entries=8)
+def _jobs_snapshot(limit: int, stamp: tuple) -> list[dict]:
+    from core import jobs
+    return jobs.list_jobs(limit)
+
+
+def jobs_snapshot(limit: int = 20) -> list[dict]:
+    """The newest jobs (reconciled), one copy per server process shared by every session's polling: re-read
+    when the database changes, and at most once a second otherwise (a worker that vanished is noticed then)."""
+    return _jobs_snapshot(limit, db_stamp())
+
+
+@st.cache_data(ttl=30, show_spinner=False, max_entries=8)
+def _runs_snapshot(limit: int, stamp: tuple) -> list[dict]:
     from core.store import registry
     return registry.list_runs(limit)
+
+
+def runs(limit: int = 200) -> list[dict]:
+    """The newest runs, shared by every session until the database changes."""
+    return _runs_snapshot(limit, db_stamp())
 
 
 def done_runs() -> list[dict]:
     return [r for r in runs() if r["status"] == "done"]
 
 
+class TestImages:
+    """A run's test split, in the stored order, as a view on the shared prepared data: `images[k]` and `ids[k]`
+    pick one image by index (nothing is copied until an image is shown)."""
+
+    def __init__(self, data, indices):
+        self._data = data
+        self.indices = [int(i) for i in indices]
+        self.ids = _LazyIds(data.ids, self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k):
+        return self._data.images[self.indices[k]]
+
+
+class _LazyIds:
+    def __init__(self, ids, indices):
+        self._ids, self._indices = ids, indices
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, k):
+        return self._ids[self._indices[k]]
+
+    def __iter__(self):
+        return (self._ids[i] for i in self._indices)
+
+
 def test_images(report) -> tuple:
-    """(images, ids) of a run's test split, in the stored order (None if the data cannot be loaded here)."""
+    """(images, ids) of a run's test split, in the stored order, picked by index from the prepared data that
+    every session shares (raises if the data cannot be loaded here)."""
     cfg = report.config
     data = prepared(cfg["dataset"], int(cfg["image_size"]), int(cfg.get("seed", 0)),
                     tuple(cfg["split"]) if cfg.get("split") else None)
     idx = report.predictions.get("indices")
     if idx is None:
-        return data.x("test"), data.split_ids("test")
-    return data.images[idx], [data.ids[i] for i in idx]
+        idx = data.index["test"]
+    view = TestImages(data, idx)
+    return view, view.ids
 
 
 # ------------------------------------------------------------------ formatting

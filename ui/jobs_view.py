@@ -1,4 +1,9 @@
-"""The live view of background jobs: progress, curves, log, cancel, and the queue. Refreshed by st.fragment."""
+"""The live view of background jobs: progress, curves, log, cancel, and the queue. Refreshed by st.fragment.
+
+Cheap to poll with a classroom open: every session reads one shared snapshot of the job list per server process
+(ui.common.jobs_snapshot, re-read when the database changes and at most once a second otherwise), only the
+fragment that shows a job reruns on its timer, and the timer runs only while a job is open (queued or running).
+"""
 from __future__ import annotations
 
 import time
@@ -9,9 +14,11 @@ import streamlit as st
 from core import jobs as jobs_mod
 
 from . import charts
-from .common import choose, dataset_label, fmt_pct, fmt_secs, fmt_time, remember, save, status_badge, taps_label
+from .common import (choose, dataset_label, fmt_pct, fmt_secs, fmt_time, jobs_snapshot, remember, save, status_badge,
+                     taps_label)
 
-REFRESH_SECONDS = 1.0
+REFRESH_SECONDS = 1.0          # the Train page's job panel, while a job is open
+SIDEBAR_REFRESH_SECONDS = 3.0  # the sidebar's small status, on every page, while a job is open
 NOISE = ("cudart_stub.cc", "cuda_platform.cc", "absl::InitializeLog", "oneDNN custom operations",
          "TF_ENABLE_ONEDNN_OPTS", "cpu_feature_guard", "rebuild TensorFlow with the appropriate compiler flags")
 
@@ -61,6 +68,12 @@ def progress_text(job: dict) -> str:
     return " · ".join(parts)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _curves(job_id: str, n_epochs: int, fine_tune_start: int | None, _history: list[dict]):
+    """A job's learning curves, rebuilt only when an epoch is added (its history only grows), shared by sessions."""
+    return charts.learning_curves(_history, fine_tune_start, height=300)
+
+
 def job_panel(job: dict) -> None:
     """Everything about one job. Cheap enough to redraw every second."""
     spec = job["spec"]
@@ -99,7 +112,7 @@ def job_panel(job: dict) -> None:
                 col.metric(label, fmt_pct(v), None if prev is None else f"{100 * (v - prev):+.1f} pp")
             else:
                 col.metric(label, f"{v:.4f}", None if prev is None else f"{v - prev:+.4f}", delta_color="inverse")
-        st.plotly_chart(charts.learning_curves(hist, p.get("fine_tune_start_epoch"), height=300),
+        st.plotly_chart(_curves(job["id"], len(hist), p.get("fine_tune_start_epoch"), hist),
                         key=f"curves-{job['id']}", config={"displayModeBar": False})
 
     if status == "done":
@@ -147,11 +160,11 @@ def queue_table(all_jobs: list[dict]) -> None:
 
 def live_jobs_section() -> None:
     """The Train page's job area: it refreshes itself every second while a job is open, so the page never blocks."""
-    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_mod.list_jobs(20))
+    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_snapshot(20))
 
     @st.fragment(run_every=REFRESH_SECONDS if active_now else None)
     def section() -> None:
-        all_jobs = jobs_mod.list_jobs(20)
+        all_jobs = jobs_snapshot(20)
         open_now = any(j["status"] in jobs_mod.OPEN for j in all_jobs)
         if not all_jobs:
             st.info("No training jobs yet: set up a run above and press **Start training**.")
@@ -179,11 +192,11 @@ def live_jobs_section() -> None:
 
 def sidebar_status() -> None:
     """A small always-visible job status in the sidebar."""
-    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_mod.list_jobs(10))
+    active_now = any(j["status"] in jobs_mod.OPEN for j in jobs_snapshot(20))
 
-    @st.fragment(run_every=2.0 if active_now else None)
+    @st.fragment(run_every=SIDEBAR_REFRESH_SECONDS if active_now else None)
     def mini() -> None:
-        open_jobs = [j for j in jobs_mod.list_jobs(10) if j["status"] in jobs_mod.OPEN]
+        open_jobs = [j for j in jobs_snapshot(20) if j["status"] in jobs_mod.OPEN]
         if not open_jobs:
             st.caption("No jobs running.")
         for j in open_jobs[:3]:

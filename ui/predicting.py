@@ -52,8 +52,9 @@ def predict_images(run_id: str, variant: str, images: list, top_k: int) -> list[
     model = predictor(run_id, variant, _model_stamp(run_id, variant))
     temperature = recorded_temperature(run_id, variant)
     names = model.class_names
-    if images:
-        model.predict(np.stack(images[:1]))        # warm-up: the first call of a model traces or allocates
+    if images and not getattr(model, "_lab_warm", False):
+        model.predict(np.stack(images[:1]))        # warm-up, once per loaded model: its first call traces or allocates
+        model._lab_warm = True
     out = []
     for img in images:
         t = time.perf_counter()
@@ -88,3 +89,15 @@ def predict_many(run_id: str, variants: list[str], items: list[tuple[str, object
             for i in good:
                 results[(i, v)] = {"error": msg}
     return results, errors
+
+
+@st.cache_resource(show_spinner=False, max_entries=512)
+def topk_figure(top_k: tuple[tuple[str, float], ...]):
+    """The top-k bar chart of one answer, shared by every session that gets the same answer (the same photo and
+    variant give the same probabilities): a dictionary look-up instead of a new plotly figure per rerun."""
+    from . import charts
+    return charts.topk_bars([{"class": c, "probability": p} for c, p in top_k])
+
+
+def topk_key(top_k: list[dict]) -> tuple[tuple[str, float], ...]:
+    return tuple((t["class"], round(float(t["probability"]), 4)) for t in top_k)

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 )
 """
 JOBS_INDEX = "CREATE INDEX IF NOT EXISTS jobs_status ON jobs(status, created)"
+registry.add_schema("jobs", JOBS_SCHEMA + ";\n" + JOBS_INDEX)     # created once per process, with the registry's
 
 ACTIVE = ("running", "cancelling")            # a process exists (or should)
 OPEN = ("queued",) + ACTIVE                   # not finished yet
@@ -55,17 +56,20 @@ def max_concurrent() -> int:
         return 1
 
 
-def _connect():
-    """registry.connect() with the jobs table present (created by this module, inside the same transaction)."""
-    from contextlib import contextmanager
+def _connect(write: bool = True, patience: float | None = None):
+    """The queue's own connection to the registry database (the jobs table is there): by default one write
+    transaction (BEGIN IMMEDIATE, retried with backoff while the database is busy); write=False for plain reads."""
+    return registry.connect(write=write, patience=patience)
 
-    @contextmanager
-    def cm():
-        with registry.connect() as con:
-            con.execute(JOBS_SCHEMA)
-            con.execute(JOBS_INDEX)
-            yield con
-    return cm()
+
+def _read(sql: str, args: tuple | list = (), one: bool = False):
+    """A read that never takes the write lock (retried while the database is busy)."""
+    return registry.query(sql, args, one=one)
+
+
+def _write(fn, patience: float | None = None):
+    """fn(con) in one write transaction, retried as a whole while the database is busy (never for spawning)."""
+    return registry.write(fn, patience)
 
 
 def check_job_id(job_id: str) -> str:
@@ -132,12 +136,15 @@ def submit(spec: dict, start: bool = True) -> str:
     while run_dir_exists(run_id):
         run_id = new_run_id()
     now = time.time()
-    with _connect() as con:
-        while con.execute("SELECT 1 FROM jobs WHERE run_id=?", (run_id,)).fetchone():
-            run_id = new_run_id()
+
+    def insert(con) -> None:
+        rid = run_id
+        while con.execute("SELECT 1 FROM jobs WHERE run_id=?", (rid,)).fetchone():
+            rid = new_run_id()
         con.execute("INSERT INTO jobs (id, kind, run_id, name, status, created, updated, spec) "
                     "VALUES (?,?,?,?,?,?,?,?)",
-                    (job_id, spec["kind"], run_id, spec["name"], "queued", now, now, json.dumps(spec)))
+                    (job_id, spec["kind"], rid, spec["name"], "queued", now, now, json.dumps(spec)))
+    _write(insert)
     if start:
         schedule()
     return job_id
@@ -153,8 +160,7 @@ def run_dir_exists(run_id: str) -> bool:
 
 def get_job(job_id: str) -> dict | None:
     check_job_id(job_id)
-    with _connect() as con:
-        r = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
+    r = _read("SELECT * FROM jobs WHERE id=?", (job_id,), one=True)
     return _row(r) if r else None
 
 
@@ -167,21 +173,17 @@ def list_jobs(limit: int = 50, statuses: tuple[str, ...] | None = None, reconcil
         q += f" WHERE status IN ({','.join('?' * len(statuses))})"
         args += list(statuses)
     q += " ORDER BY created DESC LIMIT ?"
-    with _connect() as con:
-        rows = con.execute(q, (*args, limit)).fetchall()
-    return [_row(r) for r in rows]
+    return [_row(r) for r in _read(q, (*args, limit))]
 
 
 def job_for_run(run_id: str) -> dict | None:
-    with _connect() as con:
-        r = con.execute("SELECT * FROM jobs WHERE run_id=?", (run_id,)).fetchone()
+    r = _read("SELECT * FROM jobs WHERE run_id=?", (run_id,), one=True)
     return _row(r) if r else None
 
 
 def queue_position(job_id: str) -> int | None:
     """1-based position among queued jobs (oldest first), or None if the job is not queued."""
-    with _connect() as con:
-        ids = [r[0] for r in con.execute("SELECT id FROM jobs WHERE status='queued' ORDER BY created, rowid")]
+    ids = [r[0] for r in _read("SELECT id FROM jobs WHERE status='queued' ORDER BY created, rowid")]
     return ids.index(job_id) + 1 if job_id in ids else None
 
 
@@ -276,10 +278,15 @@ def schedule() -> list[str]:
     """Start queued jobs, oldest first, while fewer than max_concurrent() are active. Returns the started ids.
 
     Claiming and spawning happen inside one IMMEDIATE transaction, so concurrent schedulers (the app, several
-    browser sessions, exiting workers) can never exceed the limit together.
+    browser sessions, exiting workers) can never exceed the limit together. A plain read first: with no free
+    slot or nothing queued (what most callers find) the write lock is never taken.
     """
     started: list[tuple[str, subprocess.Popen]] = []
     limit = max_concurrent()
+    counts = _read(f"SELECT SUM(status IN ({','.join('?' * len(ACTIVE))})), SUM(status='queued') FROM jobs "
+                   f"WHERE status IN ({','.join('?' * len(OPEN))})", (*ACTIVE, *OPEN), one=True)
+    if not (counts[1] or 0) or (counts[0] or 0) >= limit:
+        return []
     with _connect() as con:
         active = con.execute(f"SELECT id, pid FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})",
                              ACTIVE).fetchall()
@@ -305,16 +312,14 @@ def schedule() -> list[str]:
 
 
 def _finish(job_id: str, status: str, error: str | None = None, result: dict | None = None,
-            from_status: tuple[str, ...] = OPEN) -> bool:
+            from_status: tuple[str, ...] = OPEN, patience: float | None = None) -> bool:
     """Record a final status (only from a non-final one); store the log tail. True if this call changed it."""
     now = time.time()
     tail = read_log(job_id)
-    with _connect() as con:
-        q = (f"UPDATE jobs SET status=?, error=COALESCE(?, error), log_tail=?, finished=?, updated=?"
-             f"{', result=?' if result is not None else ''} WHERE id=? AND status IN ({','.join('?' * len(from_status))})")
-        args = [status, error, tail, now, now] + ([json.dumps(result, default=float)] if result is not None else [])
-        cur = con.execute(q, (*args, job_id, *from_status))
-        return cur.rowcount > 0
+    q = (f"UPDATE jobs SET status=?, error=COALESCE(?, error), log_tail=?, finished=?, updated=?"
+         f"{', result=?' if result is not None else ''} WHERE id=? AND status IN ({','.join('?' * len(from_status))})")
+    args = [status, error, tail, now, now] + ([json.dumps(result, default=float)] if result is not None else [])
+    return _write(lambda con: con.execute(q, (*args, job_id, *from_status)).rowcount > 0, patience)
 
 
 def _mark_run(run_id: str, status: str, error: str) -> None:
@@ -365,7 +370,8 @@ def cancel(job_id: str, wait: bool = True, grace: float = CANCEL_GRACE) -> dict:
     seconds. With wait=False the escalation runs in a background thread (reconcile() finishes it otherwise)."""
     check_job_id(job_id)
     now = time.time()
-    with _connect() as con:
+
+    def mark(con) -> dict:
         r = con.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         if r is None:
             raise LabError(f"no job '{job_id}'; see `python -m core jobs`")
@@ -376,6 +382,8 @@ def cancel(job_id: str, wait: bool = True, grace: float = CANCEL_GRACE) -> dict:
         elif job["status"] == "running":
             con.execute("UPDATE jobs SET status='cancelling', cancel_requested=?, updated=? WHERE id=?",
                         (now, now, job_id))
+        return job
+    job = _write(mark)
     if job["status"] in ("running", "cancelling"):
         pid = job["pid"]
         if process_alive(pid, job_id):
@@ -392,11 +400,10 @@ def cancel(job_id: str, wait: bool = True, grace: float = CANCEL_GRACE) -> dict:
 
 def reconcile() -> list[str]:
     """Mark jobs whose worker process is gone: running -> interrupted, cancelling -> cancelled; escalate overdue
-    cancellations to SIGKILL; then start queued jobs if slots are free. Returns the ids whose status changed."""
-    with _connect() as con:
-        active = [_row(r) for r in con.execute(
-            f"SELECT * FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})", ACTIVE).fetchall()]
-        queued = con.execute("SELECT COUNT(*) FROM jobs WHERE status='queued'").fetchone()[0]
+    cancellations to SIGKILL; then start queued jobs if slots are free. Returns the ids whose status changed.
+    Only reads while nothing has changed and no slot is free (the common case: it never takes the write lock)."""
+    active = [_row(r) for r in _read(f"SELECT * FROM jobs WHERE status IN ({','.join('?' * len(ACTIVE))})", ACTIVE)]
+    queued = _read("SELECT COUNT(*) FROM jobs WHERE status='queued'", one=True)[0]
     changed = []
     for job in active:
         proc = _WATCHERS.get(job["id"])
@@ -420,7 +427,7 @@ def reconcile() -> list[str]:
             if _finish(job["id"], "interrupted", error=msg, from_status=("running",)):
                 _mark_run(job["run_id"], "interrupted", msg)
                 changed.append(job["id"])
-    if changed or queued:
+    if changed or (queued and len(active) < max_concurrent()):
         schedule()
     return changed
 
@@ -428,21 +435,24 @@ def reconcile() -> list[str]:
 # ---------------------------------------------------------------- used by the worker
 
 
-def set_progress(job_id: str, progress: dict, history: list[dict] | None = None) -> None:
+def set_progress(job_id: str, progress: dict, history: list[dict] | None = None,
+                 patience: float | None = None) -> None:
+    """Store a job's progress (and its epoch history); retried while the database is busy, for up to `patience`
+    seconds (registry.WRITE_PATIENCE by default), then the busy error is raised for the caller to try later."""
     now = time.time()
-    with _connect() as con:
-        if history is None:
-            con.execute("UPDATE jobs SET progress=?, updated=? WHERE id=?",
-                        (json.dumps(progress, default=float), now, job_id))
-        else:
-            con.execute("UPDATE jobs SET progress=?, history=?, updated=? WHERE id=?",
-                        (json.dumps(progress, default=float), json.dumps(history, default=float), now, job_id))
+    if history is None:
+        q, args = "UPDATE jobs SET progress=?, updated=? WHERE id=?", (json.dumps(progress, default=float), now, job_id)
+    else:
+        q = "UPDATE jobs SET progress=?, history=?, updated=? WHERE id=?"
+        args = (json.dumps(progress, default=float), json.dumps(history, default=float), now, job_id)
+    _write(lambda con: con.execute(q, args), patience)
 
 
-def finish(job_id: str, status: str, error: str | None = None, result: dict | None = None) -> bool:
+def finish(job_id: str, status: str, error: str | None = None, result: dict | None = None,
+           patience: float | None = None) -> bool:
     """The worker's own final record (the ACTIVE statuses only, so a cancel or reconcile is never overwritten)."""
     if status not in FINISHED:
         raise ValueError(status)
-    return _finish(job_id, status, error, result, from_status=ACTIVE)
+    return _finish(job_id, status, error, result, from_status=ACTIVE, patience=patience)
 
 

@@ -28,6 +28,8 @@ HEAVY_TECHNIQUES = ("pruning", "clustering", "qat", "pqat", "pruning_int8", "clu
 COMPRESS_WEIGHTS = {"heavy": 8.0, "light": 2.0, "original": 2.0}
 EPOCH_STAGES = ("head", "train", "fine-tune")
 FLUSH_EVERY = 0.25        # seconds between progress writes to the database (stage changes always write)
+PROGRESS_PATIENCE = 5.0   # seconds a progress write waits for a busy database before it is left to the next one
+RESULT_PATIENCE = 900.0   # seconds the worker's final progress, result and run records wait for a busy database
 
 
 def plan(spec: dict) -> list[str]:
@@ -127,10 +129,22 @@ class Reporter:
         if stage_changed or now - self.last_flush >= FLUSH_EVERY or ev.stage == "done":
             self.flush()
 
-    def flush(self) -> None:
-        jobs.set_progress(self.job_id, self.state, self.history if self.dirty_history else None)
+    def flush(self, final: bool = False) -> bool:
+        """Write the state (and the history, if it grew) to the job row. While the database stays busy, a progress
+        write gives up after PROGRESS_PATIENCE seconds and the next event writes everything it missed (the
+        state is whole and the history accumulates, so nothing is lost); the final one waits RESULT_PATIENCE."""
+        from core.store.registry import is_busy
+        try:
+            jobs.set_progress(self.job_id, self.state, self.history if self.dirty_history else None,
+                              patience=RESULT_PATIENCE if final else PROGRESS_PATIENCE)
+        except Exception as e:  # noqa: BLE001
+            if final or not is_busy(e):
+                raise
+            print(f"progress write deferred (database busy: {e})", flush=True)
+            return False
         self.dirty_history = False
         self.last_flush = time.time()
+        return True
 
 
 def _print(ev: ProgressEvent) -> None:
@@ -146,8 +160,12 @@ class Cancelled(KeyboardInterrupt):
     """Raised in the main thread by SIGTERM (a KeyboardInterrupt, so training marks its run cancelled)."""
 
 
+_SIGTERM_AT: list[float] = []     # when a cancel (SIGTERM) arrived, if one did
+
+
 def _on_sigterm(signum, frame):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one interruption; cleanup must not be interrupted again
+    _SIGTERM_AT.append(time.time())
     raise Cancelled()
 
 
@@ -198,7 +216,7 @@ def run(job_id: str) -> int:
                 print(f"compression {f['technique']} failed: {f['error']}", flush=True)
         reporter(ProgressEvent("done", f"finished: test accuracy {summary['test_accuracy']:.4f}"))
         reporter.state["fraction"] = 1.0
-        reporter.flush()
+        reporter.flush(final=True)
         status = "done"
     except KeyboardInterrupt:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -216,13 +234,19 @@ def run(job_id: str) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if isinstance(e, FileExistsError) and e.filename and os.path.basename(str(e.filename)) == job["run_id"]:
             own_run = False            # training found the run folder taken: it is another run's
-        error = describe_error(e)
-        traceback.print_exc()
+        if _SIGTERM_AT:
+            # the cancel interrupted code that turned the KeyboardInterrupt into another error (a C extension's
+            # import, e.g. TensorFlow's "ImportError: initialization failed"): it is still a cancel
+            status, error = "cancelled", "cancelled by the user"
+            print(f"[{time.strftime('%H:%M:%S')}] cancelled ({type(e).__name__}: {e})", flush=True)
+        else:
+            error = describe_error(e)
+            traceback.print_exc()
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     sys.stdout.flush()
     sys.stderr.flush()
     try:
-        reporter.flush()
+        reporter.flush(final=True)
     except Exception:  # noqa: BLE001
         pass
     try:
@@ -307,7 +331,9 @@ def _copy_log(job_id: str, run_id: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from core.store import registry
     signal.signal(signal.SIGTERM, _on_sigterm)
+    registry.WRITE_PATIENCE = RESULT_PATIENCE     # this process's run and job records wait out a busy database
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m core.worker JOB_ID", file=sys.stderr)

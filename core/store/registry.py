@@ -1,16 +1,29 @@
 """The SQLite registry (artifacts/lab.db, WAL): one row per run and one per model variant.
 
 The run folder is the source of truth; the registry indexes it for listing and comparison.
+
+Under concurrency (many browser sessions reading, several worker processes writing):
+- the database is in WAL mode, so readers never wait for a writer and never take the write lock: reads run as
+  plain statements (`query()`, `connect(write=False)`), writes as one `BEGIN IMMEDIATE` transaction each;
+- the schema (this module's tables and those other modules add with `add_schema`) is created once per process
+  and database file, not on every connection;
+- every connection has a busy timeout, and taking the write lock is retried with jittered exponential backoff
+  for up to `WRITE_PATIENCE` seconds (a worker raises it), so a busy moment delays a write and never loses it.
 """
 from __future__ import annotations
 
 import json
+import os
+import random
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 from .paths import db_path
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -31,27 +44,151 @@ VARIANT_COLUMNS = ("technique", "test_accuracy", "size_bytes", "gzip_bytes", "la
                    "agreement", "sparsity")
 
 
-@contextmanager
-def connect() -> Iterator[sqlite3.Connection]:
-    """A connection in WAL mode; commits on success, rolls back on error."""
-    path = db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = sqlite3.connect(path, timeout=30, isolation_level=None)
-    con.row_factory = sqlite3.Row
+BUSY_TIMEOUT = 5.0          # seconds SQLite itself waits for a lock, per attempt
+WRITE_PATIENCE = 120.0      # seconds a write keeps retrying for the write lock before it gives up
+READ_PATIENCE = 30.0        # the same for reads (in WAL mode they only wait while a crashed writer is recovered)
+_schemas: list[tuple[str, str]] = [("registry", SCHEMA)]
+_ready: dict[tuple, int] = {}          # (database file) -> how many of _schemas it is known to have
+_ready_lock = threading.Lock()
+
+
+def add_schema(name: str, sql: str) -> None:
+    """Register more tables (CREATE ... IF NOT EXISTS statements); created once per process and database."""
+    with _ready_lock:
+        if all(n != name for n, _ in _schemas):
+            _schemas.append((name, sql))
+
+
+def is_busy(e: BaseException) -> bool:
+    """Whether an error is SQLite's "database is locked" / "busy" (worth retrying), not a real failure."""
+    if not isinstance(e, sqlite3.OperationalError):
+        return False
+    msg = str(e).lower()
+    return "locked" in msg or "busy" in msg
+
+
+def retry(fn: Callable[[], T], patience: float | None = None) -> T:
+    """fn() until it does not fail with a busy database, sleeping with jittered exponential backoff (10 ms, doubling,
+    at most 1 s) for up to `patience` seconds (WRITE_PATIENCE by default); then the last error is raised."""
+    patience = WRITE_PATIENCE if patience is None else patience
+    end = time.monotonic() + patience
+    delay = 0.01
+    while True:
+        try:
+            return fn()
+        except sqlite3.OperationalError as e:
+            if not is_busy(e) or time.monotonic() >= end:
+                raise
+        time.sleep(min(delay * random.uniform(0.5, 1.5), max(0.0, end - time.monotonic())))
+        delay = min(delay * 2, 1.0)
+
+
+def _file_key(path) -> tuple:
     try:
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA synchronous=NORMAL")
-        con.execute("PRAGMA foreign_keys=ON")
-        con.executescript(SCHEMA)
+        s = os.stat(path)
+        return (str(path), s.st_dev, s.st_ino)
+    except OSError:
+        return (str(path), None, None)
+
+
+def _open(path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+    con.row_factory = sqlite3.Row
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("PRAGMA foreign_keys=ON")
+    return con
+
+
+def _ensure_schema(con: sqlite3.Connection, path) -> None:
+    """WAL mode and every registered table, once per process and database file (CREATE IF NOT EXISTS: several
+    processes doing it at once is harmless)."""
+    key = _file_key(path)
+    with _ready_lock:
+        todo = list(_schemas)
+    if key[1] is not None and _ready.get(key) == len(todo):
+        return
+    retry(lambda: con.execute("PRAGMA journal_mode=WAL").fetchone())   # persistent: stored in the file
+
+    def create() -> None:
         con.execute("BEGIN IMMEDIATE")
         try:
-            yield con
+            for _, sql in todo:
+                for stmt in sql.split(";"):
+                    if stmt.strip():
+                        con.execute(stmt)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
+    retry(create)
+    _ready[_file_key(path)] = len(todo)
+
+
+def _forget(path) -> None:
+    """The database lost its tables (replaced by another file): create them again on the next connection."""
+    _ready.pop(_file_key(path), None)
+
+
+def _missing_table(e: BaseException) -> bool:
+    return isinstance(e, sqlite3.OperationalError) and "no such table" in str(e)
+
+
+@contextmanager
+def connect(write: bool = True, patience: float | None = None) -> Iterator[sqlite3.Connection]:
+    """A connection to the registry (WAL mode, busy timeout, schema present).
+
+    write=True (the default): one IMMEDIATE transaction, the write lock taken at the start (retried with backoff
+    for up to `patience` seconds), committed on success, rolled back on error. write=False: plain autocommit
+    reads that never take the write lock (each statement sees one consistent snapshot).
+    """
+    path = db_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = _open(path)
+    try:
+        _ensure_schema(con, path)
+        if not write:
+            yield con
+            return
+        retry(lambda: con.execute("BEGIN IMMEDIATE"), patience)
+        try:
+            yield con
+            retry(lambda: con.execute("COMMIT"), patience)     # a busy COMMIT keeps its transaction: try again
+        except BaseException as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if _missing_table(e):
+                _forget(path)
+            raise
     finally:
         con.close()
+
+
+def query(sql: str, args: tuple | list = (), one: bool = False):
+    """Rows of one read statement (or the first row, or None, with one=True), retried while the database is busy.
+    Never takes the write lock."""
+    def go():
+        with connect(write=False) as con:
+            cur = con.execute(sql, tuple(args))
+            return cur.fetchone() if one else cur.fetchall()
+    try:
+        return retry(go, READ_PATIENCE)
+    except sqlite3.OperationalError as e:
+        if not _missing_table(e):
+            raise
+        _forget(db_path())
+        return retry(go, READ_PATIENCE)
+
+
+def write(fn: Callable[[sqlite3.Connection], T], patience: float | None = None) -> T:
+    """fn(con) inside one write transaction; the whole transaction is retried while the database is busy, for up
+    to `patience` seconds in all (WRITE_PATIENCE by default)."""
+    patience = WRITE_PATIENCE if patience is None else patience
+    end = time.monotonic() + patience
+
+    def go():
+        with connect(patience=max(0.0, end - time.monotonic())) as con:
+            return fn(con)
+    return retry(go, patience)
 
 
 def upsert_run(run_id: str, summary: dict | None = None, **fields) -> None:
@@ -62,7 +199,8 @@ def upsert_run(run_id: str, summary: dict | None = None, **fields) -> None:
     if bad:
         raise ValueError(f"unknown run columns {bad}")
     now = time.time()
-    with connect() as con:
+
+    def go(con: sqlite3.Connection) -> None:
         row = con.execute("SELECT summary FROM runs WHERE id=?", (run_id,)).fetchone()
         merged = {**(json.loads(row["summary"]) if row else {}), **(summary or {})}
         if row is None:
@@ -71,6 +209,7 @@ def upsert_run(run_id: str, summary: dict | None = None, **fields) -> None:
         sets = ", ".join(f"{k}=?" for k in fields)
         con.execute(f"UPDATE runs SET updated=?, summary=?{', ' + sets if sets else ''} WHERE id=?",
                     (now, json.dumps(merged), *fields.values(), run_id))
+    write(go)
 
 
 def _row(r: sqlite3.Row) -> dict:
@@ -82,30 +221,26 @@ def _row(r: sqlite3.Row) -> dict:
 
 
 def get_run(run_id: str) -> dict | None:
-    with connect() as con:
-        r = con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+    r = query("SELECT * FROM runs WHERE id=?", (run_id,), one=True)
     return _row(r) if r else None
 
 
 def list_runs(limit: int = 200) -> list[dict]:
-    with connect() as con:
-        rows = con.execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
-    return [_row(r) for r in rows]
+    return [_row(r) for r in query("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
 
 
 def replace_variants(run_id: str, variants: list[dict]) -> None:
     """Store one row per variant (all of a run's rows are replaced at once, in one transaction)."""
     from .runs import check_run_id
     check_run_id(run_id)
-    with connect() as con:
+    rows = [(run_id, v["name"], *(v.get(k) for k in VARIANT_COLUMNS), json.dumps(v, default=float)) for v in variants]
+
+    def go(con: sqlite3.Connection) -> None:
         con.execute("DELETE FROM variants WHERE run_id=?", (run_id,))
-        for v in variants:
-            con.execute(f"INSERT INTO variants (run_id, name, {', '.join(VARIANT_COLUMNS)}, data) "
-                        f"VALUES (?, ?, {', '.join('?' * len(VARIANT_COLUMNS))}, ?)",
-                        (run_id, v["name"], *(v.get(k) for k in VARIANT_COLUMNS), json.dumps(v, default=float)))
+        con.executemany(f"INSERT INTO variants (run_id, name, {', '.join(VARIANT_COLUMNS)}, data) "
+                        f"VALUES (?, ?, {', '.join('?' * len(VARIANT_COLUMNS))}, ?)", rows)
+    write(go)
 
 
 def list_variants(run_id: str) -> list[dict]:
-    with connect() as con:
-        rows = con.execute("SELECT * FROM variants WHERE run_id=? ORDER BY rowid", (run_id,)).fetchall()
-    return [_row(r) for r in rows]
+    return [_row(r) for r in query("SELECT * FROM variants WHERE run_id=? ORDER BY rowid", (run_id,))]

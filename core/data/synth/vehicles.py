@@ -393,7 +393,7 @@ class _Car:
 
     def draw_front(self, d: ImageDraw.ImageDraw, rng: np.random.Generator) -> None:
         """Flat-coloured parts of a front: headlamps (often lit), grille (dark, often chrome-framed), plate, intake."""
-        c, b, bt = self.clear, self.belt, self.bumper_top
+        c, bt = self.clear, self.bumper_top
         lit = rng.random() < 0.6
         lamp_col = _grey(rng, 225, 255) if lit else _grey(rng, 120, 200)
         lb = bt + rng.uniform(0.0, 0.12)          # lamps just above the bumper, the hood rising behind them
