@@ -15,6 +15,7 @@ SHARED = ("packages", "weights", "cache")
 SAME_WORKER = {"test_predict": "test_compression", "test_export": "test_compression"}   # they reuse its compressed run
 
 
+@pytest.hookimpl(tryfirst=True)                       # before pytest-xdist reads the marks
 def pytest_collection_modifyitems(items):
     """With pytest-xdist, each test file runs on one worker (its module fixtures are built once), and files that
     share a session artefact run on the same one."""

@@ -89,7 +89,9 @@ def test_every_variant_calibrated_on_the_validation_split(result):
             assert "no temperature" in row["calibration_note"] and after is None
         else:
             assert 0.05 < t < 20 and 0 <= after <= 1 and "calibration_note" not in row
-    assert sum(r["temperature"] is not None for r in v.values()) >= len(v) - 2
+    # None only where the variant made no validation error (measured: pruned_50, pruned_50_int8, pqat_50_int8)
+    assert all("(0 misclassified)" in r["calibration_note"] for r in v.values() if r["temperature"] is None)
+    assert v["original"]["temperature"] is not None and v["tflite_int8"]["temperature"] is not None
     print(f"at training: {run['calibration']}")
     # training fitted the original's T on the head's outputs on cached features; compression on the stored model
     assert v["original"]["temperature"] == pytest.approx(run["calibration"]["temperature"], rel=0.01)

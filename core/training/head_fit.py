@@ -72,7 +72,7 @@ def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tup
 
 C_GRID = (1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1.0)   # inverse L2 strength on standardised features, chosen on validation
 SELECT_TOL, FINAL_TOL = 1e-3, 1e-4           # lbfgs tolerance while choosing, and for the final fit
-SELECT_MAX_ROWS = 4000     # larger training sets choose C on a stratified sample of this many rows, then refit on all
+SELECT_MAX_ROWS = 2000     # larger training sets choose C on a stratified sample of this many rows, then refit on all
 SMALL_PER_CLASS = 30       # fewer training images than this in some class: choose by cross-validation instead
 BN_EPSILON = 1e-3          # keras BatchNormalization's default: the head's normalisation is exactly this standardisation
 
@@ -180,7 +180,7 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
         folds = [(sel, val)]
         pool, method = None, f"the {len(val)} validation images" + (
             f" (C chosen on {len(sel)} of the {len(train)} training images)" if len(sel) < len(train) else "")
-    solutions: dict = {}                           # (candidate, C) -> coefficients fitted on all training rows
+    solutions: dict = {}                           # (candidate, C) -> coefficients of its selection fit
     for cand in candidates:
         per_c = np.zeros((len(C_GRID), 2))
         for tr_idx, va_idx in folds:
@@ -193,7 +193,7 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
                 warm = _fit(z_tr, labels[tr_rows], C, warm, SELECT_TOL)
                 acc, loss = _score(predict_linear(_to_head(warm, None, None, n_classes), z_va), labels[va_rows])
                 per_c[i] += (acc * len(va_rows), loss * len(va_rows))
-                if not small and len(tr_rows) == len(train):
+                if not small:                   # the final fit starts from here (exactly here when not sampled)
                     solutions[cand.name, C] = (warm.coef_.copy(), warm.intercept_.copy(), warm.classes_)
         per_c /= sum(len(v) for _, v in folds)
         for C, (acc, loss) in zip(C_GRID, per_c):
@@ -206,7 +206,8 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
     x = features[fit_rows][:, cand.columns]
     mean, var = _standardiser(x, standardise)
     start = None
-    if (cand.name, C) in solutions:                # refine the chosen fit to the final tolerance, from where it is
+    if (cand.name, C) in solutions and np.array_equal(solutions[cand.name, C][2], np.unique(labels[fit_rows])):
+        # refine the chosen fit to the final tolerance, from where it is
         from sklearn.linear_model import LogisticRegression
         start = LogisticRegression(max_iter=3000, warm_start=True)
         start.coef_, start.intercept_, start.classes_ = solutions[cand.name, C]
