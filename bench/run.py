@@ -18,6 +18,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from .backbones import bench_backbones
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = RESULTS.parent.parent
 
@@ -192,6 +194,14 @@ def markdown(r: dict) -> str:
                          f"{f(v.get('throughput_ips'), 0)} | {f(v.get('eval_images_per_s'), 0)} | "
                          f"{f(v.get('agreement'), 3)} | {f(v.get('sparsity'), 3)} | {f(v.get('compress_energy_j'), 0)} | "
                          f"{f(v.get('energy_per_1000_j'), 1)} | {f(v.get('energy_per_1000_single_j'), 1)} |")
+    if r.get("backbones"):
+        lines += ["", "**Backbones** at 96 px, feature extraction with the default head (size and batch-1 latency: the "
+                  "animals model, Keras file and full-int8 TFLite):", "",
+                  "| backbone | params | size KB | int8 KB | shapes accuracy | animals accuracy | p50 ms Keras | p50 ms int8 |",
+                  "|---|---|---|---|---|---|---|---|"] + [
+            f"| {b['name']} | {b['params']:,} | {b['size_bytes'] / 1024:.0f} | {b['int8_bytes'] / 1024:.0f} | "
+            f"{b['acc_shapes']:.4f} | {b['acc_animals']:.4f} | {b['p50_ms_keras']:.2f} | {b['p50_ms_int8']:.2f} |"
+            for b in r["backbones"]]
     return "\n".join(lines) + "\n"
 
 
@@ -209,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                        [96, 128] if quick else [96, 128, 160, 224], 10)
     if not args.skip_variants:
         r |= bench_variants(96, None)
+    r["backbones"] = bench_backbones()
     r["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
     from core.store.runs import dumps
