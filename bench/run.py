@@ -49,7 +49,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     from core.training.extractor import make_extractor
     from core.evaluation.metrics import classification_metrics
     from core.config import HeadConfig
-    from core.models.heads import assemble, feature_extractor, head_layers, pooling_layer, set_trainable_from
+    from core.models.heads import assemble, feature_extractor, head_layers, set_trainable_from
     from core.data.pipeline import image_dataset, predict_images
     from core.tfenv import keras
     from core.training.train import train
@@ -60,8 +60,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
     # The lab's TFLite extractor is built once per machine and backbone/size/pooling (like the converted weights);
     # its build is timed here and reported apart from the per-run figures.
     backbone, weights = build_backbone(cfg.backbone, size)
-    pool = pooling_layer(HeadConfig(), len(backbone.output_shape))
-    keras_extractor = feature_extractor(backbone, pool)
+    keras_extractor = feature_extractor(backbone, HeadConfig())
     built = make_extractor(keras_extractor, cfg.backbone, weights, size, HeadConfig().pooling, len(data.images),
                            data.images[tr[:32]], engine="tflite")
     lab_t, plain_t, floor_t, tfl_floor_t, lab_acc, plain_acc, lab_j, plain_j, floor_j = ([] for _ in range(9))
@@ -76,8 +75,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
         keras.utils.set_random_seed(cfg.seed)
         backbone, _ = build_backbone(cfg.backbone, size)
         head = HeadConfig()
-        pool = pooling_layer(head, len(backbone.output_shape))
-        model = assemble(backbone, pool, head_layers(head, len(data.class_names)))
+        model = assemble(backbone, head, head_layers(head, len(data.class_names)))
         set_trainable_from(model, len(backbone.layers), None)
         model.compile(keras.optimizers.Adam(cfg.learning_rate), "sparse_categorical_crossentropy", ["accuracy"])
         with meter() as m:
@@ -90,7 +88,7 @@ def bench_feature_extraction(size: int, epochs: int, repeats: int) -> dict:
         probs = predict_images(model, cfg.backbone, data.x("test"))
         plain_acc.append(classification_metrics(data.y("test"), probs, data.class_names)["accuracy"])
 
-        extractor = feature_extractor(backbone, pool)
+        extractor = feature_extractor(backbone, head)
         predict_images(extractor, cfg.backbone, data.images[:64])  # trace once, as the lab's first batch does
         with meter() as m:
             t = time.perf_counter()
