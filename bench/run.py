@@ -195,7 +195,8 @@ def markdown(r: dict) -> str:
     if r.get("backbones"):
         lines += ["", "**Backbones** at 96 px, feature extraction with the default head (size and batch-1 latency: the "
                   "animals model, Keras file and full-int8 TFLite):", "",
-                  "| backbone | params | size KB | int8 KB | shapes accuracy | animals accuracy | p50 ms Keras | p50 ms int8 |",
+                  "| backbone | params | size KB | int8 KB | shapes accuracy | animals accuracy | p50 ms Keras | "
+                  "p50 ms int8 |",
                   "|---|---|---|---|---|---|---|---|"] + [
             f"| {b['name']} | {b['params']:,} | {b['size_bytes'] / 1024:.0f} | {b['int8_bytes'] / 1024:.0f} | "
             f"{b['acc_shapes']:.4f} | {b['acc_animals']:.4f} | {b['p50_ms_keras']:.2f} | {b['p50_ms_int8']:.2f} |"

