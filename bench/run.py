@@ -18,6 +18,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
+from .backbones import bench_backbones
+
 RESULTS = Path(__file__).resolve().parent / "results"
 QUICK_PROBE = ("shapes", "digits", "cats_dogs_silhouettes", "vehicle_colors_synthetic")
 REPO = RESULTS.parent.parent
@@ -207,6 +209,15 @@ def markdown(r: dict) -> str:
                   "| dataset | train images | lab | probe | features | lab C / probe C |", "|---|---|---|---|---|---|"]
         lines += [f"| {x['dataset']} | {x['num_train']} | {x['lab']:.4f} | {x['probe']:.4f} | {x['taps']} | "
                   f"{x['lab_C']} / {x['probe_C']:g} |" for x in r["head_vs_probe"]]
+    if r.get("backbones"):
+        lines += ["", "**Backbones** at 96 px, feature extraction with the default head (size and batch-1 latency: the "
+                  "animals model, Keras file and full-int8 TFLite):", "",
+                  "| backbone | params | size KB | int8 KB | shapes accuracy | animals accuracy | p50 ms Keras | "
+                  "p50 ms int8 |",
+                  "|---|---|---|---|---|---|---|---|"] + [
+            f"| {b['name']} | {b['params']:,} | {b['size_bytes'] / 1024:.0f} | {b['int8_bytes'] / 1024:.0f} | "
+            f"{b['acc_shapes']:.4f} | {b['acc_animals']:.4f} | {b['p50_ms_keras']:.2f} | {b['p50_ms_int8']:.2f} |"
+            for b in r["backbones"]]
     return "\n".join(lines) + "\n"
 
 
@@ -224,10 +235,12 @@ def main(argv: list[str] | None = None) -> int:
                        [96, 128] if quick else [96, 128, 160, 224], 10)
     if not args.skip_variants:
         r |= bench_variants(96, None)
+    from .backbones import bench_backbones
     from .finetune import bench_fine_tune
     from .probe import bench_head_vs_probe
     r |= bench_fine_tune(96)
     r |= bench_head_vs_probe(QUICK_PROBE if quick else QUICK_PROBE + ("fashion_mnist_12k", "animals"))
+    r["backbones"] = bench_backbones()
     r["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
     from core.store.runs import dumps

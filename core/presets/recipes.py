@@ -5,7 +5,8 @@ fine-tuning, compression) that redoes the report as correctly as this machine al
 * the dataset: the report's own where it is present, otherwise the preset's offline stand-in (the first of
   its stand-ins that is available), with the input size chosen for that stand-in;
 * each backbone: where it has no ImageNet weights here, a frozen random backbone would learn nothing
-  useful, so the plan substitutes MobileNetV2 (which does have them) and records the substitution;
+  useful, so the plan substitutes the run's stand-in backbone (MobileNetV2 unless the recipe names a closer one
+  that has weights here, as the animals preset's big backbone does) and records the substitution;
   with `substitute=False` it keeps the report's backbone and says plainly that it learns nothing that way;
 * runs that end up identical after substitution are trained once;
 * the compression techniques (checked against core.compression's registry when it is installed).
@@ -56,6 +57,7 @@ class RunRecipe:
     note: str = ""
     recommended: bool = False                 # the run the preset recommends (Results and Predict open on it)
     compression_options: dict = field(default_factory=dict)   # this run's overrides of the preset's options
+    substitute: str = SUBSTITUTE              # the pretrained backbone used instead when `backbone` has no weights here
 
 
 @dataclass(frozen=True)
@@ -157,8 +159,10 @@ register(Preset(
 
 register(Preset(
     name="animals", title="Animals: MobileNet against InceptionResNetV2, all TFLite levels",
-    description="Ten animal classes with two frozen backbones, exponential learning-rate decay and early "
-                "stopping, each converted at all five TFLite levels.",
+    description="Ten animal classes with a small and a big frozen backbone, exponential learning-rate decay and "
+                "early stopping, each converted at all five TFLite levels. Offline, where neither has ImageNet "
+                "weights, MobileNetV2 (2.3 M parameters without its classifier) stands in for MobileNet and "
+                "EfficientNet-Lite2 (4.9 M) for InceptionResNetV2: still a small backbone against a bigger one.",
     report="MobileNet and InceptionResNetV2 frozen, Adam, exponential LR decay, early stopping (start epoch 3, "
            "patience 2, restore best); TFLite float32, float16, dynamic range, int8, int8 with int8 I/O; Animals-10",
     dataset="animals10", standins=("animals",),
@@ -169,9 +173,11 @@ register(Preset(
                     standin_image_size=96, quick_image_size=48),
           RunRecipe("InceptionResNetV2", "inception_resnet_v2", 299, HeadConfig("avg", [128], 0.2), epochs=30,
                     learning_rate=1e-3, lr_decay=0.9, early_stopping=EarlyStopping("val_loss", 2, 0.0, 3, True),
-                    standin_image_size=96, quick_image_size=48)),
+                    standin_image_size=96, quick_image_size=48, substitute="efficientnet_lite2",
+                    note="the big backbone: EfficientNet-Lite2 where InceptionResNetV2 has no ImageNet weights")),
     compression=ALL_TFLITE,
-    shows="five TFLite variants per backbone: size against accuracy"))
+    shows="the small backbone against the big one (both runs in one group), five TFLite variants each: size "
+          "against accuracy"))
 
 register(Preset(
     name="cats_vs_dogs", title="Cats vs dogs: MobileNetV2, feature extraction then fine-tuning",
@@ -251,9 +257,10 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True, se
         frozen = r.mode == "feature-extraction" and not r.fine_tune_epochs
         if src == "random":
             if substitute:
-                sub = get_backbone(SUBSTITUTE)
-                sub_src, sub_why = weights_status(SUBSTITUTE)
-                backbone, substituted = SUBSTITUTE, True
+                stand_in = r.substitute if weights_status(r.substitute)[0] != "random" else SUBSTITUTE
+                sub = get_backbone(stand_in)
+                sub_src, sub_why = weights_status(stand_in)
+                backbone, substituted = stand_in, True
                 notes.append(f"{requested.title}: {why.rstrip('.')}. A frozen backbone with random weights learns "
                              f"nothing useful, so this run uses {sub.title} instead ({sub_why}).")
                 src = sub_src
@@ -461,3 +468,4 @@ def list_groups(preset: str | None = None) -> list[dict]:
 
 __all__ = ["PRESETS", "Preset", "RunRecipe", "get_preset", "group_runs", "list_groups", "resolve", "run_preset"]
 assert all(p.dataset in DATASETS and all(s in DATASETS for s in p.standins) for p in PRESETS.values())
+assert all(r.backbone in BACKBONES and r.substitute in BACKBONES for p in PRESETS.values() for r in p.runs)
