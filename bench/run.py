@@ -235,7 +235,6 @@ def main(argv: list[str] | None = None) -> int:
                        [96, 128] if quick else [96, 128, 160, 224], 10)
     if not args.skip_variants:
         r |= bench_variants(96, None)
-    from .backbones import bench_backbones
     from .finetune import bench_fine_tune
     from .probe import bench_head_vs_probe
     r |= bench_fine_tune(96)
