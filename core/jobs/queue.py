@@ -253,10 +253,9 @@ def _on_exit(job_id: str, code: int) -> bool:
         return True
     how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
     hint = " (out of memory?)" if code == -signal.SIGKILL else ""
-    if _finish(job_id, "failed", error=f"the worker process ended without a result: {how}{hint}", from_status=ACTIVE):
-        _mark_run(job["run_id"], "failed", f"worker process {how}{hint}")
-        return True
-    return False
+    _mark_run(job["run_id"], "failed", f"worker process {how}{hint}")     # the run first: whoever sees the job
+    return _finish(job_id, "failed", error=f"the worker process ended without a result: {how}{hint}",  # ended sees it
+                   from_status=ACTIVE)
 
 
 def _watch(job_id: str, proc: subprocess.Popen) -> None:
@@ -331,8 +330,9 @@ def _mark_run(run_id: str, status: str, error: str) -> None:
 
 def _finish_cancel(job_id: str) -> None:
     job = get_job(job_id)
-    if job and _finish(job_id, "cancelled", error="cancelled by the user", from_status=OPEN):
-        _mark_run(job["run_id"], "cancelled", "cancelled by the user")
+    if job and job["status"] in OPEN:
+        _mark_run(job["run_id"], "cancelled", "cancelled by the user")          # the run first, then the job
+        _finish(job_id, "cancelled", error="cancelled by the user", from_status=OPEN)
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -424,8 +424,8 @@ def reconcile() -> list[str]:
             # a worker started moments ago may not have its pid row yet; the row is written with the spawn
             msg = (f"the worker process (pid {job['pid']}) is gone without a result: it was killed, "
                    "or the machine or app restarted")
+            _mark_run(job["run_id"], "interrupted", msg)                        # the run first, then the job
             if _finish(job["id"], "interrupted", error=msg, from_status=("running",)):
-                _mark_run(job["run_id"], "interrupted", msg)
                 changed.append(job["id"])
     if changed or (queued and len(active) < max_concurrent()):
         schedule()
