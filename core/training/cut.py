@@ -156,7 +156,15 @@ class Batches:
             yield tuple(a[idx].astype(np.float32) for a in self.arrays), self.labels[idx]
 
     def dataset(self):
+        """Small activations go through tf.data from memory (one seeded shuffle per epoch); large ones are read from
+        the memory map batch by batch."""
         from core.tfenv import tf
+        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= FLOAT32_MAX_BYTES:
+            x = tuple(np.asarray(a[self.rows], np.float32) for a in self.arrays)
+            ds = tf.data.Dataset.from_tensor_slices((x, self.labels[self.rows]))
+            if self.shuffle:
+                ds = ds.shuffle(len(self.rows), seed=int(self.rng.integers(1 << 31)), reshuffle_each_iteration=True)
+            return ds.batch(self.batch_size).prefetch(2)
         sig = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.float32) for a in self.arrays),
                tf.TensorSpec((None,), tf.int64))
         return tf.data.Dataset.from_generator(self, output_signature=sig).prefetch(2)
