@@ -42,11 +42,12 @@ def home() -> None:
     st.markdown("#### Recent runs")
     runs = common.runs(8)
     if runs:
-        df = pd.DataFrame([{"run": r["id"], "status": r["status"], "dataset": common.dataset_label(r["dataset"]),
-                            "backbone": r["backbone"], "mode": r["mode"], "size": r["image_size"],
-                            "accuracy": r["test_accuracy"], "date": common.fmt_time(r["created"])} for r in runs])
+        df = pd.DataFrame([{"run": r["label"], "status": r["status"], "accuracy": r["test_accuracy"],
+                            "mode": r["mode"], "date": common.fmt_time(r["created"]), "id": r["id"]} for r in runs])
         st.dataframe(df, hide_index=True, width="stretch",
-                     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent")})
+                     column_config={"run": st.column_config.TextColumn("run", pinned=True,
+                                                                       help="its name, or dataset · backbone · size · time"),
+                                    "accuracy": st.column_config.NumberColumn("test accuracy", format="percent")})
     else:
         st.caption("No runs yet.")
 
@@ -78,8 +79,11 @@ def _presets() -> None:
         st.switch_page("pages/2_Train.py")
 
 
-st.set_page_config(page_title="Green Transfer Learning Lab", page_icon=":material/eco:", layout="wide",
-                   initial_sidebar_state="expanded")
+# The favicon is an emoji (drawn by the browser from a data: URL): a Material icon here would be fetched from a
+# web font host, and offline nothing the page loads may come from outside this server. "auto": the sidebar starts
+# open on wide screens and closed on phones.
+st.set_page_config(page_title="Green Transfer Learning Lab", page_icon="🌿", layout="wide",
+                   initial_sidebar_state="auto")
 nav = st.navigation([
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/1_Data.py", title="Data", icon=":material/dataset:"),

@@ -99,6 +99,20 @@ def confusion_pairs(cm: list[list[int]], class_names: list[str]) -> list[tuple[s
     return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
 
 
+def cell_note(cm: list[list[int]], class_names: list[str], true: str, pred: str) -> str | None:
+    """Why a clicked confusion-matrix cell has no misclassified images to show (None when it has some): it is on
+    the diagonal (those images were named right), or no test image of `true` was predicted as `pred`."""
+    if true not in class_names or pred not in class_names:
+        return f"that cell ({true} → {pred}) is not in this confusion matrix"
+    n = int(cm[class_names.index(true)][class_names.index(pred)])
+    if true == pred:
+        return (f"that cell is on the diagonal: the {n} test image{'s' if n != 1 else ''} of **{true}** named right. "
+                "Click a cell off the diagonal to see mistakes")
+    if n == 0:
+        return f"no test image of **{true}** was predicted as **{pred}**"
+    return None
+
+
 def misclassified_for(misclassified: list[dict], true: str | None = None, pred: str | None = None) -> list[dict]:
     return [m for m in misclassified if (true is None or m.get("true") == true) and (pred is None or m.get("pred") == pred)]
 
