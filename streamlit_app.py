@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pandas as pd
 import streamlit as st
 
 from ui import common
@@ -42,12 +41,11 @@ def home() -> None:
     st.markdown("#### Recent runs")
     runs = common.runs(8)
     if runs:
-        df = pd.DataFrame([{"run": r["label"], "status": r["status"], "accuracy": r["test_accuracy"],
-                            "mode": r["mode"], "date": common.fmt_time(r["created"]), "id": r["id"]} for r in runs])
-        st.dataframe(df, hide_index=True, width="stretch",
-                     column_config={"run": st.column_config.TextColumn("run", pinned=True,
-                                                                       help="its name, or dataset · backbone · size · time"),
-                                    "accuracy": st.column_config.NumberColumn("test accuracy", format="percent")})
+        # a list, not a table: each run by its name, wrapping on a phone; a link opens it (?run=ID, shareable)
+        for r in runs:
+            st.page_link("pages/3_Results.py", label=f"**{r['label']}**", icon=common.STATUS_ICONS.get(r["status"]),
+                         query_params={"run": r["id"]}, help=f"Open run {r['id']} on the Results page")
+            st.caption(common.run_facts(r))
     else:
         st.caption("No runs yet.")
 
@@ -55,14 +53,19 @@ def home() -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Datasets**")
-        st.dataframe(pd.DataFrame([{"dataset": d["name"], "title": d["title"], "classes": len(d["classes"]) or None,
-                                    "available": "yes" if d["available"] else "no", "source": d["availability"]}
-                                   for d in common.datasets_info()]), hide_index=True, width="stretch")
+        st.markdown("\n".join(
+            f"- {':green[:material/check:]' if d['available'] else ':orange[:material/block:]'} **{d['title']}** "
+            f"(`{d['name']}`{', ' + str(len(d['classes'])) + ' classes' if d['classes'] else ''}): "
+            + (d["availability"] if d["available"] else "not on this machine; the Data page says how to add it")
+            for d in common.datasets_info()))
     with right:
         st.markdown("**Backbones**")
-        st.dataframe(pd.DataFrame([{"backbone": b["title"], "ImageNet weights": "yes" if b["pretrained"] else "no",
-                                    "from": b["weights_source"]} for b in common.backbones_info()]),
-                     hide_index=True, width="stretch")
+        st.markdown("\n".join(
+            f"- {':green[:material/check:]' if b['pretrained'] or b['weights'] == 'none' else ':orange[:material/block:]'}"
+            f" **{b['title']}**: " + (f"ImageNet weights from {b['weights_source'].replace('ImageNet weights carried by ', '')}"
+                                     if b["pretrained"] else "needs no weights" if b["weights"] == "none" else
+                                     "no ImageNet weights here (frozen, it would learn nothing; train it fully)")
+            for b in common.backbones_info()))
     from core import jobs
     from core.store.paths import lab_home
     st.caption(f"{os.cpu_count()} CPU cores · at most {jobs.max_concurrent()} training job(s) at once · "

@@ -21,23 +21,21 @@ if not runs:
     st.stop()
 
 # ------------------------------------------------------------------ runs table and choice
-with st.expander(f"All runs ({len(runs)})", expanded=True):
-    st.dataframe(pd.DataFrame([{"run": r["label"], "status": r["status"],
-                                "accuracy": r["test_accuracy"], "macro-F1": r["macro_f1"],
-                                "dataset": common.dataset_label(r["dataset"]), "backbone": r["backbone"],
-                                "mode": r["mode"], "size": r["image_size"], "train time (s)": r["train_seconds"],
-                                "date": common.fmt_time(r["created"]), "id": r["id"]} for r in runs]),
-                 hide_index=True, width="stretch",
-                 column_config={"run": st.column_config.TextColumn("run", pinned=True,
-                                                                   help="its name, or dataset · backbone · size · time"),
-                                "accuracy": st.column_config.NumberColumn(format="percent"),
-                                "macro-F1": st.column_config.NumberColumn(format="%.3f")})
+SHOWN_RUNS = 40
+with st.expander(f"All runs ({len(runs)})", expanded=len(runs) <= 10):
+    # a list, not a wide table, so it wraps on a phone; each run by its name, a link to it (?run=ID, shareable)
+    for r in runs[:SHOWN_RUNS]:
+        st.page_link("pages/3_Results.py", label=f"**{r['label']}**", icon=common.STATUS_ICONS.get(r["status"]),
+                     query_params={"run": r["id"]}, help=f"Open run {r['id']} (a link you can share)")
+        st.caption(common.run_facts(r))
+    if len(runs) > SHOWN_RUNS:
+        st.caption(f"… and {len(runs) - SHOWN_RUNS} older runs: choose them in the Run list below.")
 
 ids = [r["id"] for r in runs]
 by_id = {r["id"]: r for r in runs}
 picker_labels = common.run_labels(runs)
 default = S.get("run_id") if S.get("run_id") in by_id else common.default_run(runs)
-pick_col, rename_col, delete_col = st.columns([6, 1, 1], vertical_alignment="bottom")
+pick_col, rename_col, delete_col = st.columns([4, 1, 1], vertical_alignment="bottom")
 run_id = pick_col.selectbox("Run", ids, format_func=picker_labels.get,
                             key=common.remember("run_id", default, ids, url="run", url_always=True),
                             on_change=common.save, args=("run_id",))
@@ -117,7 +115,7 @@ if (fit.get("small_data_note")):
     st.info(f"**Small data:** {fit['small_data_note']}.")
 region = S.get("carbon_region") if S.get("carbon_region") in energy.CARBON_INTENSITY else energy.region()
 train_e = rep.train_energy
-m = st.columns(7)
+m = st.columns(4) + st.columns(4)[:3]          # two rows: seven figures do not fit one row of a laptop screen
 m[0].metric("Test accuracy", common.fmt_pct(rep.metrics.get("accuracy")))
 m[1].metric("Macro-F1", f"{rep.metrics.get('macro_f1', 0):.3f}")
 m[2].metric("Test images", rep.metrics.get("num", "–"))
@@ -197,7 +195,7 @@ with t_compare:
               ("Size", ["size_bytes", "gzip_bytes", "sparsity"]),
               ("Speed", ["latency_ms_p50", "latency_ms_p95", "throughput_ips"]),
               ("Energy use", ["energy_to_make_j", "energy_per_1000_j"]), ("CO2e", ["co2e_to_make_g", "co2e_per_1000_g"]),
-              ("F1 and calibration", ["macro_f1", "ece", "ece_calibrated"])]
+              ("F1 · ECE", ["macro_f1", "ece", "ece_calibrated"])]
     for tab, (_, keys) in zip(st.tabs([g for g, _ in groups]), groups):   # a few columns each: fits a phone too
         cols = [labels["name"]] + [labels[k] for k in keys if labels[k] in shown.columns]
         with tab:
@@ -277,15 +275,21 @@ with t_energy:
     else:
         st.markdown(f"**Training, stage by stage** · total {common.fmt_energy(train_e.get('joules'))}, "
                     f"{common.fmt_co2(energy.co2e_g(train_e.get('kwh', 0.0), region))} CO2e")
-        st.dataframe(stages, hide_index=True, width="stretch")
+        st.dataframe(stages, hide_index=True, width="stretch",
+                     column_config={"stage": st.column_config.TextColumn(pinned=True)})
+        stage_e = list(((run.get("energy") or {}).get("stages") or {}).values())
+        st.caption(f"Energy: {energy_view.methods(stage_e)}; "
+                   f"{sum(e.get('cpu_seconds', 0.0) for e in stage_e):.1f} CPU-seconds in all.")
     made = [v for v in rep.variants if v.get("compress_energy")]
     if made:
         st.markdown("**Compression steps**")
         st.dataframe(pd.DataFrame([{"variant": v["name"], "time": common.fmt_secs(v.get("build_seconds")),
                                     "energy": common.fmt_energy(v["compress_energy"].get("joules")),
-                                    "CO2e": common.fmt_co2(energy.co2e_g(v["compress_energy"].get("kwh", 0.0), region)),
-                                    "method": v["compress_energy"].get("method", "")} for v in made]),
-                     hide_index=True, width="stretch")
+                                    "CO2e": common.fmt_co2(energy.co2e_g(v["compress_energy"].get("kwh", 0.0), region))}
+                                   for v in made]),
+                     hide_index=True, width="stretch",
+                     column_config={"variant": st.column_config.TextColumn(pinned=True)})
+        st.caption(f"Energy: {energy_view.methods([v['compress_energy'] for v in made])}.")
 
 # ------------------------------------------------------------------ confusion matrix
 with t_cm:
@@ -373,14 +377,16 @@ with t_class:
         pick = st.selectbox("Variant ", vnames, key=common.remember("pc_variant", first, vnames),
                             on_change=common.save, args=("pc_variant",))
         sub = pc[pc["variant"] == pick].drop(columns=["variant"])
-        st.dataframe(sub, hide_index=True, width="stretch",
-                     column_config={k: st.column_config.ProgressColumn(k, format="%.3f", min_value=0.0, max_value=1.0)
-                                    for k in ("precision", "recall", "f1")}
-                     | {"support": st.column_config.NumberColumn("support (test images)", format="%d")})
+        st.dataframe(sub, hide_index=True, width="stretch",           # narrow number columns: fits a phone
+                     column_config={"class": st.column_config.TextColumn(pinned=True)}
+                     | {k: st.column_config.NumberColumn(k, format="%.3f") for k in ("precision", "recall", "f1")}
+                     | {"support": st.column_config.NumberColumn("images", format="%d",
+                                                                 help="test images of the class (support)")})
         if len(vnames) > 1:
             wide = pc.pivot(index="class", columns="variant", values="f1")[vnames]
             st.markdown("**F1 per class and variant**")
-            st.dataframe(wide.round(3), width="stretch")
+            st.dataframe(wide.round(3), width="stretch",
+                         column_config={"class": st.column_config.TextColumn(pinned=True)})
 
 # ------------------------------------------------------------------ downloads
 with t_dl:

@@ -53,13 +53,14 @@ if row["status"] != "done":
 if (note := ((rep.run.get("head_fit") or {}).get("small_data_note"))):
     st.info(f"**Small data:** {note}; expect its answers to be less sure and less often right.")
 k_max = max(1, len(rep.class_names))
-top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max)),
+top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max), url="k"),
                         on_change=common.save, args=("predict_topk",))
-st.caption(f"Classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px · probabilities are "
+st.caption(f"{common.status_badge(row['status'])} **{row['label']}** · classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px · probabilities are "
            f"calibrated by each variant's temperature (fitted on the validation images) where one is recorded; "
            f"\"A or B\" when the top two are within {MARGIN:.0%} of each other")
 
-source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES),
+source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES,
+                                                                  url="images"),
                               on_change=common.save, args=("predict_source",), label_visibility="collapsed")
 source = source or SOURCES[0]
 
@@ -125,12 +126,16 @@ if len(variants) > 1:
         ref = [results.get((i, "original")) for i in range(len(items))] if "original" in variants else None
         same = (sum(1 for g, r in zip(got, ref) if g and r and "error" not in g and "error" not in r
                     and g["top_k"][0]["class"] == r["top_k"][0]["class"]) / len(ok)) if ref else None
-        summary.append({"variant": vname, "median latency (ms)": round(statistics.median(g["latency_ms"] for g in ok), 2),
-                        "same answer as original": same,
-                        "answers": ", ".join(g["top_k"][0]["class"] for g in ok)})
-    if summary:
+        summary.append({"variant": vname, "ms": round(statistics.median(g["latency_ms"] for g in ok), 2),
+                        "same": same})
+    if summary:                 # three narrow columns (a phone's width); each image's answers are in its card below
         st.dataframe(summary, hide_index=True, width="stretch",
-                     column_config={"same answer as original": st.column_config.NumberColumn(format="percent")})
+                     column_config={"variant": st.column_config.TextColumn("variant", pinned=True),
+                                    "ms": st.column_config.NumberColumn("median ms", format="%.2f",
+                                                                        help="median latency per image"),
+                                    "same": st.column_config.NumberColumn("as original", format="percent",
+                                                                          help="share of the images where its top "
+                                                                               "answer is the original's")})
 
 per_row = min(len(variants), 3)
 for n_img, (caption, src) in enumerate(items):

@@ -56,10 +56,10 @@ def test_home_shows_steps_runs_and_what_is_here(finished_run):
     body = texts(at)
     assert "Green Transfer Learning Lab" in body and "Recent runs" in body and "On this machine" in body
     assert len(at.get("page_link")) >= 4
-    frames = [d.value for d in at.dataframe]
-    assert any("shapes" in set(f.get("dataset", [])) for f in frames)          # datasets table
-    assert any("MobileNetV2" in set(f.get("backbone", [])) for f in frames)    # backbones with weights
-    assert any(finished_run in set(f.get("id", [])) for f in frames)           # recent runs
+    assert "(`shapes`" in body                                                 # the datasets here
+    assert "**MobileNetV2**: ImageNet weights" in body                          # backbones with weights
+    links = [p.proto for p in at.get("page_link")]                              # recent runs: links to each
+    assert any(p.query_string == f"run={finished_run}" for p in links), [p.query_string for p in links]
 
 
 def test_data_page_shows_classes_counts_and_samples():

@@ -41,6 +41,8 @@ def label_positions(points: list[tuple[float, float, str]], width_px: float = 32
     """A text position for each (x, y, label) point, both in 0..1 of the plot area: the first spot whose label box
     stays inside the plot horizontally and overlaps no label placed before (points taken left to right). Plotly
     does not avoid collisions itself; this keeps "tflite_dynamic" from running off the edge or over its neighbour."""
+    mw, mh = 16 / width_px, 16 / height_px                        # the other points' markers are obstacles too
+    markers = [(x - mw / 2, x + mw / 2, y - mh / 2, y + mh / 2) for x, y, _ in points]
     placed: list[tuple[float, float, float, float]] = []
     out: list[str] = [""] * len(points)
     for i in sorted(range(len(points)), key=lambda k: points[k][0]):
@@ -50,10 +52,11 @@ def label_positions(points: list[tuple[float, float, str]], width_px: float = 32
         best = None
         for spot, dy in _SPOTS:
             cx = x + (w / 2 + 0.01 if "right" in spot else -(w / 2 + 0.01) if "left" in spot else 0.0)
-            cy = y + dy * (h * 0.5 + 0.025)
+            cy = y + dy * (h * 0.5 + mh * 0.5 + 0.004)
             box = (cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2)
             inside = box[0] >= -0.01 and box[1] <= 1.01 and box[3] <= 1.08 and box[2] >= -0.05
-            clear = not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in placed)
+            others = placed + [m for k, m in enumerate(markers) if k != i]
+            clear = not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in others)
             if inside and clear:
                 best = (spot, box)
                 break
@@ -189,7 +192,8 @@ def topk_bars(top_k: list[dict], title: str = "", height: int | None = None) -> 
     fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
                            text=[f"{p:.1%}" for p in probs], textposition="auto",
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True, automargin=True, tickvals=[0, 0.5, 1])
+    fig.update_yaxes(automargin=True)
     fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=10, t=30 if title else 6, b=6),
                       font=FONT, template="plotly_white", showlegend=False,
                       title=dict(text=title, x=0, font=dict(size=13)) if title else None)

@@ -128,7 +128,10 @@ def remember(key: str, default=None, options: list | None = None, url: str | Non
     the default (a run picker's default changes as runs are added: a link must keep naming the same run).
     Use with `on_change=save, args=(key,)` on the widget, or call `save(key)` after it.
     """
-    if url and key not in st.session_state:
+    seen = st.session_state.setdefault("_url_seen", {})
+    if url and (key not in st.session_state or (url in st.query_params
+                                                and st.query_params.get(url) != seen.get(key))):
+        # a new session (a refresh, a shared link), or the URL changed by a link or the back button: it wins
         found = _from_url(url, default, options)
         if found is not _MISSING:
             st.session_state[key] = found
@@ -141,6 +144,7 @@ def remember(key: str, default=None, options: list | None = None, url: str | Non
     if url:
         st.session_state.setdefault("_url_keys", {})[key] = (url, _MISSING if url_always else default)
         url_set(url, value, _MISSING if url_always else default)
+        seen[key] = st.query_params.get(url)
     return f"w_{key}"
 
 
@@ -149,6 +153,7 @@ def save(key: str) -> None:
     url, default = (st.session_state.get("_url_keys") or {}).get(key, (None, None))
     if url:
         url_set(url, st.session_state[key], default)
+        st.session_state.setdefault("_url_seen", {})[key] = st.query_params.get(url)
 
 
 def choose(key: str, value) -> None:
@@ -368,6 +373,17 @@ def run_label(r: dict) -> str:
     from core.store.registry import run_label as label
     acc = "" if r.get("test_accuracy") is None else f" · {100 * r['test_accuracy']:.1f}%"
     return f"{r.get('label') or label(r)}{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}"
+
+
+def run_facts(r: dict) -> str:
+    """One wrapping line under a run's link: status, accuracy, and what its label does not already say."""
+    parts = [r["status"]]
+    if r.get("test_accuracy") is not None:
+        parts.append(f"test accuracy {100 * r['test_accuracy']:.1f}%")
+    if r.get("name"):                                  # a generated label already has data, backbone, size, time
+        parts += [dataset_label(r.get("dataset")), r.get("backbone") or "?", f"{r.get('image_size')} px",
+                  fmt_time(r.get("created"))]
+    return " · ".join(str(p) for p in parts if p)
 
 
 def run_labels(rows: list[dict]) -> dict[str, str]:

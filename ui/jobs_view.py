@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
 
 from core import jobs as jobs_mod
@@ -145,7 +144,11 @@ def job_panel(job: dict) -> None:
     elif status in ("failed", "interrupted"):
         st.error(f"The job {status}: {job.get('error') or 'no error message'}")
     elif status == "cancelled":
-        st.warning("The job was cancelled" + (" before it started." if not job.get("started") else "."))
+        trained = (job.get("result") or {}).get("test_accuracy") is not None
+        st.warning("The job was cancelled" + (" before it started." if not job.get("started") else
+                                              " after training: its run keeps the trained model and the variants "
+                                              "built so far, and reads \"cancelled\" on every page." if trained
+                                              else "."))
 
     log = jobs_mod.read_log(job["id"]) or job.get("log_tail") or ""
     with st.expander("Job log", expanded=status in ("failed", "interrupted")):
@@ -153,27 +156,27 @@ def job_panel(job: dict) -> None:
 
 
 def queue_table(all_jobs: list[dict]) -> None:
+    """The queue and recent jobs as a list (it wraps on a phone): each job by its name, what it has done, and for
+    a job not finished its own labelled cancel, which asks first."""
     if not all_jobs:
         st.caption("No jobs yet.")
         return
-    rows = []
     for j in all_jobs:
-        cfg = j["spec"].get("config", {})
-        rows.append({"job": job_label(j), "status": j["status"],
-                     "progress": 1.0 if j["status"] == "done" else float(j["progress"].get("fraction") or 0),
-                     "dataset": dataset_label(cfg.get("dataset")), "backbone": cfg.get("backbone"),
-                     "size": cfg.get("image_size"), "queued": fmt_time(j["created"]),
-                     "accuracy": (j.get("result") or {}).get("test_accuracy"), "id": j["id"], "run": j["run_id"]})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"job": st.column_config.TextColumn("job", pinned=True),
-                                "progress": st.column_config.ProgressColumn("progress", format="percent",
-                                                                            min_value=0.0, max_value=1.0),
-                                "accuracy": st.column_config.NumberColumn("test acc.", format="percent")})
-    for j in [j for j in all_jobs if j["status"] in jobs_mod.OPEN]:     # each open job: its own labelled cancel
-        a, b = st.columns([3, 2], vertical_alignment="center")
-        a.markdown(f"{status_badge(j['status'])} **{job_label(j)}** · `{j['id']}`")
-        with b:
-            cancel_control(j, "queue")
+        status = j["status"]
+        acc = (j.get("result") or {}).get("test_accuracy")
+        if status in jobs_mod.OPEN:
+            done = f"{float(j['progress'].get('fraction') or 0):.0%}"
+        else:
+            done = f"test accuracy {fmt_pct(acc)}" if acc is not None else (j.get("error") or status)
+        line = (f"{status_badge(status)} **{job_label(j)}** · {done} · queued {fmt_time(j['created'])} · "
+                f"`{j['id']}`")
+        if status in jobs_mod.OPEN:
+            a, b = st.columns([3, 2], vertical_alignment="center")
+            a.markdown(line)
+            with b:
+                cancel_control(j, "queue")
+        else:
+            st.markdown(line)
 
 
 def live_jobs_section() -> None:
