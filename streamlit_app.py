@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-import pandas as pd
 import streamlit as st
 
 from ui import common
@@ -42,11 +41,11 @@ def home() -> None:
     st.markdown("#### Recent runs")
     runs = common.runs(8)
     if runs:
-        df = pd.DataFrame([{"run": r["id"], "status": r["status"], "dataset": common.dataset_label(r["dataset"]),
-                            "backbone": r["backbone"], "mode": r["mode"], "size": r["image_size"],
-                            "accuracy": r["test_accuracy"], "date": common.fmt_time(r["created"])} for r in runs])
-        st.dataframe(df, hide_index=True, width="stretch",
-                     column_config={"accuracy": st.column_config.NumberColumn("test accuracy", format="percent")})
+        # a list, not a table: each run by its name, wrapping on a phone; a link opens it (?run=ID, shareable)
+        for r in runs:
+            st.page_link("pages/3_Results.py", label=f"**{r['label']}**", icon=common.STATUS_ICONS.get(r["status"]),
+                         query_params={"run": r["id"]}, help=f"Open run {r['id']} on the Results page")
+            st.caption(common.run_facts(r))
     else:
         st.caption("No runs yet.")
 
@@ -54,14 +53,19 @@ def home() -> None:
     left, right = st.columns(2)
     with left:
         st.markdown("**Datasets**")
-        st.dataframe(pd.DataFrame([{"dataset": d["name"], "title": d["title"], "classes": len(d["classes"]) or None,
-                                    "available": "yes" if d["available"] else "no", "source": d["availability"]}
-                                   for d in common.datasets_info()]), hide_index=True, width="stretch")
+        st.markdown("\n".join(
+            f"- {':green[:material/check:]' if d['available'] else ':orange[:material/block:]'} **{d['title']}** "
+            f"(`{d['name']}`{', ' + str(len(d['classes'])) + ' classes' if d['classes'] else ''}): "
+            + (d["availability"] if d["available"] else "not on this machine; the Data page says how to add it")
+            for d in common.datasets_info()))
     with right:
         st.markdown("**Backbones**")
-        st.dataframe(pd.DataFrame([{"backbone": b["title"], "ImageNet weights": "yes" if b["pretrained"] else "no",
-                                    "from": b["weights_source"]} for b in common.backbones_info()]),
-                     hide_index=True, width="stretch")
+        st.markdown("\n".join(
+            f"- {':green[:material/check:]' if b['pretrained'] or b['weights'] == 'none' else ':orange[:material/block:]'}"
+            f" **{b['title']}**: " + (f"ImageNet weights from {b['weights_source'].replace('ImageNet weights carried by ', '')}"
+                                     if b["pretrained"] else "needs no weights" if b["weights"] == "none" else
+                                     "no ImageNet weights here (frozen, it would learn nothing; train it fully)")
+            for b in common.backbones_info()))
     from core import jobs
     from core.store.paths import lab_home
     st.caption(f"{os.cpu_count()} CPU cores · at most {jobs.max_concurrent()} training job(s) at once · "
@@ -78,8 +82,11 @@ def _presets() -> None:
         st.switch_page("pages/2_Train.py")
 
 
-st.set_page_config(page_title="Green Transfer Learning Lab", page_icon=":material/eco:", layout="wide",
-                   initial_sidebar_state="expanded")
+# The favicon is an emoji (drawn by the browser from a data: URL): a Material icon here would be fetched from a
+# web font host, and offline nothing the page loads may come from outside this server. "auto": the sidebar starts
+# open on wide screens and closed on phones.
+st.set_page_config(page_title="Green Transfer Learning Lab", page_icon="🌿", layout="wide",
+                   initial_sidebar_state="auto")
 nav = st.navigation([
     st.Page(home, title="Home", icon=":material/home:", default=True),
     st.Page("pages/1_Data.py", title="Data", icon=":material/dataset:"),

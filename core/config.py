@@ -84,6 +84,7 @@ class TrainConfig:
     split: tuple[float, float, float] | None = None
     preset: str | None = None
     name: str | None = None
+    allow_random_frozen: bool = False      # the user acknowledged a frozen backbone with random weights
 
     def __post_init__(self) -> None:
         if isinstance(self.head, dict):

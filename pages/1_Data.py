@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,13 +20,17 @@ ZIP_CACHE = re.compile(r"/\S*/zips/[0-9a-f]{16}/")
 
 
 def _short(text: str, root: str | None) -> str:
-    """A skipped file's path (or a reason quoting it) relative to the dataset, not to the lab's cache."""
+    """A skipped file's path (or a reason quoting it) relative to the dataset, not to the lab's cache; an upload
+    named by the user's own file name, not the stored (hashed) one."""
     text = ZIP_CACHE.sub("", str(text))
+    if dataset and "/" in dataset and common.dataset_label(dataset) != Path(dataset).name:
+        text = text.replace(dataset, common.dataset_label(dataset)).replace(Path(dataset).name,
+                                                                            common.dataset_label(dataset))
     return text.replace(root.rstrip("/") + "/", "") if root else text
 
 
 infos = {d["name"]: d for d in common.datasets_info()}
-source = st.segmented_control("Source", SOURCES, key=common.remember("data_source", SOURCES[0], SOURCES),
+source = st.segmented_control("Source", SOURCES, key=common.remember("data_source", SOURCES[0], SOURCES, url="source"),
                               on_change=common.save, args=("data_source",), label_visibility="collapsed")
 source = source or SOURCES[0]
 dataset: str | None = None
@@ -33,12 +38,17 @@ dataset: str | None = None
 if source == SOURCES[0]:
     names = list(infos)
     current = st.session_state.get("dataset")
-    key = common.remember("builtin_dataset", current if current in infos else names[0], names)
+    key = common.remember("builtin_dataset", current if current in infos else names[0], names, url="dataset")
     name = st.selectbox("Dataset", names, key=key, on_change=common.save, args=("builtin_dataset",),
-                        format_func=lambda n: f"{infos[n]['title']}  ({n})")
+                        format_func=lambda n: f"{infos[n]['title']}  ({n})" + ("" if infos[n]["available"]
+                                                                              else " · not on this machine"))
     info = infos[name]
     st.caption(f"{info['description']}  \nAvailability: {info['availability']}"
                + (f" · stands in for {info['stands_in_for']}" if info.get("stands_in_for") else ""))
+    if not info["available"]:
+        st.warning(f"**{info['title']} is not on this machine**, so it cannot be shown or trained on here. "
+                   f"{info['availability'][:1].upper()}{info['availability'][1:]}.", icon=":material/block:")
+        st.stop()
     dataset = name
 elif source == SOURCES[1]:
     st.caption("A ZIP holding one folder per class (e.g. `red/…jpg`, `blue/…jpg`), optionally inside `train/` and "
@@ -56,7 +66,7 @@ elif source == SOURCES[1]:
         st.session_state["uploaded_dataset"] = dataset
     elif st.session_state.get("uploaded_dataset"):
         dataset = st.session_state["uploaded_dataset"]
-        st.caption(f"Using the last upload: `{dataset.rsplit('/', 1)[-1]}`")
+        st.caption(f"Using the last upload: `{common.dataset_label(dataset)}`")
 else:
     key = common.remember("folder_path", "")
     path = st.text_input("Folder path", key=key, on_change=common.save, args=("folder_path",),
@@ -70,10 +80,19 @@ if not dataset:
 from core.errors import LabError  # noqa: E402
 
 try:
+    from core.data.datasets import DATASETS
+    spec = DATASETS.get(dataset)
+    if spec is not None and spec.first_use is not None and spec.first_use_pending():
+        # generated on first use (the synthetic cars take about 15 s): a progress bar, not a bare spinner
+        bar = st.progress(0.0, text=f"Generating {spec.title} (first use only; cached for every later visit)…")
+        spec.first_use(lambda f: bar.progress(min(max(float(f), 0.0), 1.0),
+                                              text=f"Generating {spec.title}: {f:.0%} (first use only)…"))
+        bar.empty()
     with st.spinner(f"Reading {common.dataset_label(dataset)}…"):
         data = common.prepared(dataset, PREVIEW_SIZE)
 except LabError as e:
-    st.error(f"**This data cannot be used.** {_short(str(e), None)}", icon=":material/error:")
+    message = str(e)
+    st.error(f"**This data cannot be used.** {_short(message, None)}", icon=":material/error:")
     st.caption(f"Expected: one sub-folder per class (at least two classes), each with at least {MIN_PER_CLASS} "
                "readable images; optionally split into train/ and test/ folders.")
     with st.spinner("Checking every file…"):
@@ -81,7 +100,9 @@ except LabError as e:
     st.session_state["data_check"] = report
     st.markdown("#### Check report")
     src = report.get("source") or ""
-    uploads.render_report(report, lambda t: _short(t, src[len("folder "):] if src.startswith("folder ") else None))
+    root = src[len("folder "):] if src.startswith("folder ") else None
+    # the problem just shown is not shown again; the report adds any others, and the skipped files
+    uploads.render_report(report, lambda t: _short(t, root), skip={message})
     st.stop()
 except Exception as e:  # noqa: BLE001 - anything unexpected is shown, not raised
     st.error(f"**Could not read the data:** {type(e).__name__}: {e}", icon=":material/error:")
@@ -121,7 +142,7 @@ with right:
                           "test": counts["test"], "total": totals.tolist()})
     st.markdown("**Counts per class**")
     st.dataframe(table, hide_index=True, width="stretch", height="auto")
-    st.caption(f"Source: {data.source or dataset} · split {', '.join(f'{len(data.index[s])} {s}' for s in ('train', 'val', 'test'))} "
+    st.caption(f"Source: {_short(data.source or dataset, None)} · split {', '.join(f'{len(data.index[s])} {s}' for s in ('train', 'val', 'test'))} "
                f"(stratified, seed 0) · shown at {PREVIEW_SIZE} px")
 
 st.markdown("#### Samples per class")

@@ -1,6 +1,8 @@
 """Train: configure a run, start it as a background job, watch it live, cancel it; the queue of jobs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from core.training.head_fit import SMALL_PER_CLASS
@@ -18,8 +20,9 @@ LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
 
 def w(key: str, default, options: list | None = None) -> dict:
-    """Keyword arguments that make a widget remember its value across pages (session state)."""
-    return {"key": common.remember(f"train_{key}", default, options), "on_change": common.save,
+    """Keyword arguments that make a widget remember its value across pages (session state) and refreshes (the
+    page's URL keeps every choice that is not the default, e.g. ?comp_mode=Quick&size=64)."""
+    return {"key": common.remember(f"train_{key}", default, options, url=key), "on_change": common.save,
             "args": (f"train_{key}",)}
 
 
@@ -41,11 +44,21 @@ with st.container(border=True):
         chosen = S.get("dataset")
         if chosen and chosen not in ds_options:
             ds_options.append(chosen)
+        from_url = st.query_params.get("dataset")     # a refreshed page names the user's data by its path
+        if from_url and from_url not in ds_options and "train_dataset" not in S and "/" in from_url \
+                and Path(from_url).exists():
+            ds_options.append(from_url)
         default_ds = chosen if chosen in ds_options else ds_options[0]
         dataset = st.selectbox("Dataset", ds_options, **w("dataset", default_ds, ds_options),
-                               format_func=lambda n: f"{infos[n]['title']} ({n})" if n in infos
+                               format_func=lambda n: (f"{infos[n]['title']} ({n})" if infos[n]["available"] else
+                                                      f"{infos[n]['title']} ({n}) · not on this machine") if n in infos
                                else f"{common.dataset_label(n)} (your data)",
-                               help="Choose or upload other data on the Data page.")
+                               help="Datasets marked \"not on this machine\" cannot be trained on until you place "
+                                    "them (the message below says how). Choose or upload other data on the Data page.")
+        unavailable = dataset in infos and not infos[dataset]["available"]
+        if unavailable:
+            st.error(f"**{infos[dataset]['title']} is not on this machine**, so it cannot be trained on here: "
+                     f"{infos[dataset]['availability']}", icon=":material/block:")
         if dataset not in infos:                     # the user's data: say when it is small, and what the lab does
             counts = common.check_report(dataset).get("counts") or {}
             if counts and (smallest := min(counts.values())) * 0.7 < SMALL_PER_CLASS:
@@ -67,6 +80,7 @@ with st.container(border=True):
             st.caption(b["weights_source"])
         else:
             st.caption(f":orange[No ImageNet weights here]: {b['weights_source']}")
+        random_weights = b["weights"] == "random"
         sizes = [s for s in SIZES if s >= b["min_size"]]
         image_size = st.select_slider("Input size (px)", sizes, **w("size", 96 if 96 in sizes else sizes[0], sizes),
                                       help=f"{b['title']} was trained at {b['default_size']} px; smaller is much "
@@ -173,9 +187,21 @@ with st.container(border=True):
     else:
         st.caption(tech_error or "No compression techniques are available.")
 
+    acknowledged = False
+    frozen_random = random_weights and mode != "full" and not ft_epochs
+    if frozen_random:
+        st.warning(f"**{b['title']} has no ImageNet weights here, so its weights are random.** Frozen (feature "
+                   "extraction) it can only learn from random projections of the images: expect accuracy near "
+                   "chance. Choose MobileNetV2, or *Full training*, or tick the box to run it anyway.",
+                   icon=":material/warning:")
+        acknowledged = st.checkbox("I understand: train this frozen backbone with random weights anyway",
+                                   key="train_ack_random")
+    blocked = unavailable or (frozen_random and not acknowledged)
     a, bcol = st.columns([3, 1], vertical_alignment="bottom")
-    name = a.text_input("Run name (optional)", **w("name", ""), placeholder="e.g. shapes-baseline")
-    start = bcol.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch")
+    name = a.text_input("Run name (optional)", **w("name", ""), placeholder="e.g. shapes-baseline",
+                        help="Shown on every page instead of the run's id; rename it on the Results page.")
+    start = bcol.button("Start training", type="primary", icon=":material/play_arrow:", width="stretch",
+                        disabled=blocked, help="Not available: see the message above." if blocked else None)
 
 if start:
     from core import jobs
@@ -192,7 +218,7 @@ if start:
            "early_stopping": {"monitor": "val_loss", "patience": int(patience)} if early else None,
            "fine_tune_at": ft_at, "fine_tune_epochs": int(ft_epochs), "fine_tune_lr": ft_lr,
            "augment": {"flip": bool(flip), "rotation": float(rotation), "zoom": float(zoom)}, "seed": int(seed),
-           "name": name.strip() or None}
+           "name": name.strip() or None, "allow_random_frozen": bool(acknowledged)}
     try:
         job_id = jobs.submit({"kind": "train", "config": cfg, "name": name.strip() or None,
                               "compress": {"techniques": list(chosen_t), "options": comp_options} if chosen_t else None})
@@ -200,6 +226,7 @@ if start:
         st.error(f"**Cannot start this run:** {e}")
     else:
         S["job_id"] = job_id
+        st.query_params["job"] = job_id          # this tab follows the job it started, across refreshes too
         S["train_flash"] = f"Started {job_id}: it runs in the background; you can leave this page."
         st.rerun()          # redraw everything (the sidebar too) with the new job
 

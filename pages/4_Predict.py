@@ -15,7 +15,7 @@ S = st.session_state
 SOURCES = ["Upload images", "Camera snapshot", "Samples from the test set"]
 MAX_IMAGES = 12
 
-runs = common.done_runs()
+runs = common.trained_runs()
 if not runs:
     st.info("No finished run yet: train one on the Train page first.")
     st.page_link("pages/2_Train.py", label="Go to Train", icon=":material/model_training:")
@@ -23,26 +23,44 @@ if not runs:
 
 by_id = {r["id"]: r for r in runs}
 ids = list(by_id)
+labels = common.run_labels(runs)
 default = S.get("run_id") if S.get("run_id") in by_id else common.default_run(runs)
 c1, c2, c3 = st.columns([3, 3, 1.2])
-run_id = c1.selectbox("Run", ids, format_func=lambda i: common.run_label(by_id[i]),
-                      key=common.remember("predict_run", default, ids), on_change=common.save, args=("predict_run",))
+run_id = c1.selectbox("Run", ids, format_func=labels.get,
+                      key=common.remember("predict_run", default, ids, url="run", url_always=True),
+                      on_change=common.save, args=("predict_run",))
+row = by_id[run_id]
 rep = common.run_report(run_id)
 vnames = [v["name"] for v in rep.variants if v.get("files") or v["name"] == "original"]
 key = f"predict_variants_{run_id}"
 sizes = {v["name"]: v.get("size_bytes") or float("inf") for v in rep.variants}
 default_v = ["original"] + sorted((n for n in vnames if n != "original"), key=lambda n: sizes.get(n, float("inf")))[:2]
 default_v = [n for n in default_v if n in vnames] or vnames[:1]
-variants = c2.multiselect("Variants", vnames, key=common.remember(key, default_v, None), on_change=common.save,
+if key not in S and "variant" in st.query_params:          # a shared link names the variants (?variant=a&variant=b)
+    wanted = [v for part in st.query_params.get_all("variant") for v in part.split(",") if v in vnames]
+    if wanted:
+        S[key] = wanted
+variants = c2.multiselect("Variants", vnames, key=common.remember(key, default_v, vnames), on_change=common.save,
                           args=(key,), help="Each chosen variant answers every image; latency is measured per image.")
+if list(st.query_params.get_all("variant")) != list(variants):      # the chosen variants go in the URL too
+    if variants:
+        st.query_params["variant"] = list(variants)
+    elif "variant" in st.query_params:
+        del st.query_params["variant"]
+if row["status"] != "done":
+    st.warning(f"This run's job **{row['status']}** after training ({row.get('error') or row['status']}): its trained "
+               "model answers, and the compressed variants built before it stopped.", icon=":material/cancel:")
+if (note := ((rep.run.get("head_fit") or {}).get("small_data_note"))):
+    st.info(f"**Small data:** {note}; expect its answers to be less sure and less often right.")
 k_max = max(1, len(rep.class_names))
-top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max)),
+top_k = c3.number_input("Top-k", 1, k_max, key=common.remember("predict_topk", min(3, k_max), url="k"),
                         on_change=common.save, args=("predict_topk",))
-st.caption(f"Classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px · probabilities are "
+st.caption(f"{common.status_badge(row['status'])} **{row['label']}** · classes: {', '.join(rep.class_names)} · input {rep.config.get('image_size')} px · probabilities are "
            f"calibrated by each variant's temperature (fitted on the validation images) where one is recorded; "
            f"\"A or B\" when the top two are within {MARGIN:.0%} of each other")
 
-source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES),
+source = st.segmented_control("Images", SOURCES, key=common.remember("predict_source", SOURCES[0], SOURCES,
+                                                                  url="images"),
                               on_change=common.save, args=("predict_source",), label_visibility="collapsed")
 source = source or SOURCES[0]
 
@@ -108,12 +126,16 @@ if len(variants) > 1:
         ref = [results.get((i, "original")) for i in range(len(items))] if "original" in variants else None
         same = (sum(1 for g, r in zip(got, ref) if g and r and "error" not in g and "error" not in r
                     and g["top_k"][0]["class"] == r["top_k"][0]["class"]) / len(ok)) if ref else None
-        summary.append({"variant": vname, "median latency (ms)": round(statistics.median(g["latency_ms"] for g in ok), 2),
-                        "same answer as original": same,
-                        "answers": ", ".join(g["top_k"][0]["class"] for g in ok)})
-    if summary:
+        summary.append({"variant": vname, "ms": round(statistics.median(g["latency_ms"] for g in ok), 2),
+                        "same": same})
+    if summary:                 # three narrow columns (a phone's width); each image's answers are in its card below
         st.dataframe(summary, hide_index=True, width="stretch",
-                     column_config={"same answer as original": st.column_config.NumberColumn(format="percent")})
+                     column_config={"variant": st.column_config.TextColumn("variant", pinned=True),
+                                    "ms": st.column_config.NumberColumn("median ms", format="%.2f",
+                                                                        help="median latency per image"),
+                                    "same": st.column_config.NumberColumn("as original", format="percent",
+                                                                          help="share of the images where its top "
+                                                                               "answer is the original's")})
 
 per_row = min(len(variants), 3)
 for n_img, (caption, src) in enumerate(items):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -164,7 +165,7 @@ def test_train_compare_predict_in_browser(app, page, tmp_path):
     t0 = time.time()
     pg.get_by_role("button", name="Start training").first.click()
     pg.get_by_text("Job log").first.wait_for(timeout=30_000)
-    pg.get_by_role("button", name="Cancel job").wait_for(timeout=30_000)
+    pg.get_by_role("button", name=re.compile(r"^Cancel .* 96 px")).first.wait_for(timeout=30_000)   # labelled
     shot_mid = False
     open_results = pg.get_by_role("button", name="Open the results")
     while time.time() - t0 < JOB_TIMEOUT:
@@ -236,12 +237,18 @@ def test_cancel_in_browser_leaves_the_app_usable(app, page):
     pg.get_by_role("radio", name="None", exact=True).click()
     _idle(pg)
     pg.get_by_role("button", name="Start training").first.click()
-    cancel = pg.get_by_role("button", name="Cancel job")
+    cancel = pg.get_by_role("button", name=re.compile(r"^Cancel .* 96 px")).first      # the job panel's own
     cancel.wait_for(timeout=30_000)
     pg.get_by_text("400 epochs").first.wait_for()
     time.sleep(3)                                  # let the worker get going
     t0 = time.time()
-    cancel.click()
+    cancel.click()                                 # asks first: nothing stops until it is confirmed
+    confirm = pg.get_by_role("button", name="Yes, cancel this job")
+    confirm.first.wait_for(timeout=10_000)
+    with _lab_home(home):
+        from core import jobs
+        assert jobs.list_jobs(1, reconcile_first=False)[0]["status"] == "running"
+    confirm.first.click()
     pg.get_by_text("The job was cancelled").wait_for(timeout=30_000)
     took = time.time() - t0
     assert took < 15, took

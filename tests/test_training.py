@@ -9,6 +9,7 @@ from core.config import Augment, EarlyStopping, TrainConfig
 from core.evaluation.metrics import classification_metrics
 from core.config import HeadConfig
 from core.store.runs import read_json, run_dir
+from core.errors import LabError
 from core.training.train import train
 
 FE = dict(dataset="shapes", backbone="mobilenet_v2", image_size=96, epochs=10, seed=0)
@@ -111,7 +112,9 @@ def test_mlp_baseline_learns_from_pixels():
 
 
 def test_random_frozen_backbone_is_said_loudly(capsys):
-    s = train(TrainConfig(**{**FE, "epochs": 1}, weights="random"))
+    with pytest.raises(LabError, match="RANDOM weights.*allow_random_frozen"):     # refused unless acknowledged
+        train(TrainConfig(**{**FE, "epochs": 1}, weights="random"))
+    s = train(TrainConfig(**{**FE, "epochs": 1}, weights="random", allow_random_frozen=True))
     assert s["weights"] == "random" and any("learns nothing" in w for w in s["warnings"])
     assert "RANDOM" in capsys.readouterr().err
 

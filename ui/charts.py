@@ -13,7 +13,59 @@ FONT = dict(family="Inter, Segoe UI, Helvetica, Arial, sans-serif", size=13)
 def _layout(fig: go.Figure, height: int = 340, **kw) -> go.Figure:
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10), font=FONT, template="plotly_white",
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1), **kw)
+    fig.update_xaxes(automargin=True)           # tick labels and titles get the room they need, at any width
+    fig.update_yaxes(automargin=True)
     return fig
+
+
+def accuracy_axis(ys: list[float]) -> tuple[list[float], list[float]]:
+    """(range, tick values) for an accuracy axis: from a little under the lowest value to 100% at most, with
+    ticks that never read more than 100% (the markers at 100% are drawn over the edge, not clipped)."""
+    import math
+    lo = max(0.0, min(ys) - 0.05) if ys else 0.0
+    hi = min(1.0, max(ys) + 0.03) if ys else 1.0
+    span = max(hi - lo, 1e-3)
+    step = next(s for s in (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.25) if span / s <= 6)
+    first = math.ceil(lo / step - 1e-9) * step
+    ticks = [round(first + k * step, 6) for k in range(int((hi - first) / step + 1e-9) + 1)]
+    return [lo, hi], [t for t in ticks if t <= 1.0 + 1e-9]
+
+
+# text positions for a point's label, tried in this order, with the label box's vertical side (1 above, -1 below)
+_SPOTS = [("top center", 1.0), ("bottom center", -1.0), ("top right", 1.0), ("top left", 1.0),
+          ("bottom right", -1.0), ("bottom left", -1.0), ("middle right", 0.0), ("middle left", 0.0)]
+
+
+def label_positions(points: list[tuple[float, float, str]], width_px: float = 320, height_px: float = 300,
+                    font_px: float = 11) -> list[str]:
+    """A text position for each (x, y, label) point, both in 0..1 of the plot area: the first spot whose label box
+    stays inside the plot horizontally and overlaps no label placed before (points taken left to right). Plotly
+    does not avoid collisions itself; this keeps "tflite_dynamic" from running off the edge or over its neighbour."""
+    mw, mh = 16 / width_px, 16 / height_px                        # the other points' markers are obstacles too
+    markers = [(x - mw / 2, x + mw / 2, y - mh / 2, y + mh / 2) for x, y, _ in points]
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[str] = [""] * len(points)
+    for i in sorted(range(len(points)), key=lambda k: points[k][0]):
+        x, y, text = points[i]
+        w = (len(text) * font_px * 0.58 + 4) / width_px
+        h = (font_px * 1.3) / height_px
+        best = None
+        for spot, dy in _SPOTS:
+            cx = x + (w / 2 + 0.01 if "right" in spot else -(w / 2 + 0.01) if "left" in spot else 0.0)
+            cy = y + dy * (h * 0.5 + mh * 0.5 + 0.004)
+            box = (cx - w / 2, cx + w / 2, cy - h / 2, cy + h / 2)
+            inside = box[0] >= -0.01 and box[1] <= 1.01 and box[3] <= 1.08 and box[2] >= -0.05
+            others = placed + [m for k, m in enumerate(markers) if k != i]
+            clear = not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in others)
+            if inside and clear:
+                best = (spot, box)
+                break
+            if best is None and inside:
+                best = (spot, box)
+        spot, box = best or ("top center", (x - w / 2, x + w / 2, y, y + h))
+        placed.append(box)
+        out[i] = spot
+    return out
 
 
 def counts_bar(class_names: list[str], counts: dict[str, list[int]]) -> go.Figure:
@@ -54,15 +106,40 @@ def learning_curves(epochs: list[dict], fine_tune_start: int | None = None, heig
 
 def pareto_scatter(rows: list[dict], x: str, y: str, front: list[int], x_title: str, y_title: str,
                    log_x: bool = False, x_fmt: str = "", title: str = "") -> go.Figure:
-    """Variants as points; the Pareto front (better accuracy for less cost) as a line through its points."""
+    """Variants as points; the Pareto front (better accuracy for less cost) as a line through its points.
+
+    Every point is labelled with its variant, placed so labels neither leave the plot nor overlap where that can
+    be helped; the accuracy axis stops at 100%; the legend sits under the plot, so a phone keeps the plot's width."""
+    import math
     fig = go.Figure()
-    pts = [(i, r) for i, r in enumerate(rows) if r.get(x) is not None and r.get(y) is not None]
+    pts = [(i, r) for i, r in enumerate(rows) if r.get(x) is not None and r.get(y) is not None
+           and (not log_x or float(r[x]) > 0)]
     on_front = set(front)
-    for i, r in pts:
+    ys = [float(r[y]) for _, r in pts]
+    (lo, hi), ticks = accuracy_axis(ys)
+    xs = [float(r[x]) for _, r in pts]
+    xrange = None
+    if xs:
+        if log_x:
+            a, b = math.log10(min(xs)), math.log10(max(xs))
+            pad = max((b - a) * 0.15, 0.1)
+        else:
+            a, b = min(xs), max(xs)
+            pad = max((b - a) * 0.15, abs(b) * 0.1, 1e-6)
+        xrange = [a - pad, b + pad]
+
+    def norm_x(v: float) -> float:
+        if not xrange:
+            return 0.5
+        v = math.log10(v) if log_x else v
+        return (v - xrange[0]) / (xrange[1] - xrange[0])
+
+    spots = label_positions([(norm_x(float(r[x])), (float(r[y]) - lo) / max(hi - lo, 1e-9), r["name"]) for _, r in pts])
+    for (i, r), spot in zip(pts, spots):
         star = i in on_front
-        fig.add_scatter(x=[r[x]], y=[r[y]], mode="markers+text" if star else "markers", name=r["name"],
-                        text=[r["name"]] if star else None, textposition="top center", showlegend=True,
-                        textfont=dict(size=11),
+        fig.add_scatter(x=[r[x]], y=[r[y]], mode="markers+text", name=r["name"], text=[r["name"]],
+                        textposition=spot, showlegend=True, cliponaxis=False,
+                        textfont=dict(size=11, color="#1d2b23" if star else "#5f6b64"),
                         marker=dict(size=14 if star else 10, color=PALETTE[i % len(PALETTE)],
                                     symbol="star" if star else "circle", line=dict(color="white", width=1)),
                         hovertemplate=f"<b>{r['name']}</b><br>{x_title}: %{{x{x_fmt}}}<br>{y_title}: %{{y:.2%}}"
@@ -72,26 +149,12 @@ def pareto_scatter(rows: list[dict], x: str, y: str, front: list[int], x_title: 
         fy = [rows[i][y] for i in front]
         fig.add_scatter(x=fx, y=fy, mode="lines", name="Pareto front", line=dict(color="#d9822b", dash="dash",
                                                                                  width=2, shape="hv"),
-                        hoverinfo="skip")
-    ys = [float(r[y]) for _, r in pts]
-    lo = max(0.0, min(ys) - 0.05) if ys else 0.0
-    hi = min(1.01, max(ys) + 0.03) if ys else 1.01     # an accuracy axis never shows more than 100%
-    xs = [float(r[x]) for _, r in pts if float(r[x]) > 0 or not log_x]
-    xrange = None
-    if xs:
-        import math
-        if log_x:
-            a, b = math.log10(min(xs)), math.log10(max(xs))
-            pad = max((b - a) * 0.12, 0.08)
-        else:
-            a, b = min(xs), max(xs)
-            pad = max((b - a) * 0.12, abs(b) * 0.1, 1e-6)
-        xrange = [a - pad, b + pad]
+                        hoverinfo="skip", cliponaxis=False)
     fig.update_xaxes(title_text=x_title, type="log" if log_x else "linear", range=xrange)
-    fig.update_yaxes(title_text=y_title, tickformat=".0%", range=[lo, hi])
-    _layout(fig, 400, title=dict(text=title, x=0, font=dict(size=14)) if title else None)
-    fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02, font=dict(size=11)),
-                      margin=dict(l=10, r=10, t=40, b=10))
+    fig.update_yaxes(title_text=y_title, tickformat=".0%", range=[lo, hi], tickvals=ticks)
+    _layout(fig, 420, title=dict(text=title, x=0, font=dict(size=14)) if title else None)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0, font=dict(size=11)),
+                      margin=dict(l=10, r=20, t=50, b=10))
     return fig
 
 
@@ -129,7 +192,8 @@ def topk_bars(top_k: list[dict], title: str = "", height: int | None = None) -> 
     fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
                            text=[f"{p:.1%}" for p in probs], textposition="auto",
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
-    fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True)
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True, automargin=True, tickvals=[0, 0.5, 1])
+    fig.update_yaxes(automargin=True)
     fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=10, t=30 if title else 6, b=6),
                       font=FONT, template="plotly_white", showlegend=False,
                       title=dict(text=title, x=0, font=dict(size=13)) if title else None)

@@ -65,6 +65,7 @@ def page(title: str, icon: str = "", intro: str | None = None) -> None:
     """Common top of a page: start-up work, the title and a one-line introduction."""
     from core.store.paths import lab_home
     _through_navigation()
+    st.session_state["_url_keys"] = {}        # the choices this page keeps in its URL (see remember)
     err = _startup(str(lab_home()))
     if err:
         st.error(err)
@@ -76,20 +77,83 @@ def page(title: str, icon: str = "", intro: str | None = None) -> None:
 # ------------------------------------------------------------------ choices remembered across pages
 
 
-def remember(key: str, default=None, options: list | None = None):
+_MISSING = object()
+
+
+def _from_url(name: str, default, options: list | None):
+    """The value of query parameter `name` as the type of `default` (or one of `options`); _MISSING if absent/bad."""
+    if name not in st.query_params:
+        return _MISSING
+    raw = st.query_params.get(name, "")
+    try:
+        if isinstance(default, list):
+            items = [x for x in raw.split(",") if x]
+            return [x for x in items if options is None or x in options]
+        if options is not None:
+            return next((o for o in options if str(o) == raw), _MISSING)
+        if isinstance(default, bool):
+            return raw.lower() in ("1", "true", "yes", "on")
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        return raw
+    except ValueError:
+        return _MISSING
+
+
+def _url_text(value) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def url_set(name: str, value, default=_MISSING) -> None:
+    """Keep `value` in the page's URL query (?name=value); removed when it is the default or None."""
+    if value is None or (default is not _MISSING and value == default):
+        if name in st.query_params:
+            del st.query_params[name]
+    elif st.query_params.get(name) != _url_text(value):
+        st.query_params[name] = _url_text(value)
+
+
+def remember(key: str, default=None, options: list | None = None, url: str | None = None,
+             url_always: bool = False):
     """Prepare the widget key `w_<key>` from the remembered value `key` (which survives page switches).
 
+    With `url`, the choice is kept in the page's URL query too (?url=value, when not the default), so a refresh or
+    a shared link opens with it: a new session starts from the URL. `url_always` keeps it there even when it is
+    the default (a run picker's default changes as runs are added: a link must keep naming the same run).
     Use with `on_change=save, args=(key,)` on the widget, or call `save(key)` after it.
     """
+    seen = st.session_state.setdefault("_url_seen", {})
+    if url and (key not in st.session_state or (url in st.query_params
+                                                and st.query_params.get(url) != seen.get(key))):
+        # a new session (a refresh, a shared link), or the URL changed by a link or the back button: it wins
+        found = _from_url(url, default, options)
+        if found is not _MISSING:
+            st.session_state[key] = found
     value = st.session_state.get(key, default)
-    if options is not None and value not in options:
+    if isinstance(default, list) or isinstance(value, list):
+        value = [v for v in (value or []) if options is None or v in options]
+    elif options is not None and value not in options:
         value = default if default in options else (options[0] if options else None)
     st.session_state[f"w_{key}"] = value
+    if url:
+        st.session_state.setdefault("_url_keys", {})[key] = (url, _MISSING if url_always else default)
+        url_set(url, value, _MISSING if url_always else default)
+        seen[key] = st.query_params.get(url)
     return f"w_{key}"
 
 
 def save(key: str) -> None:
     st.session_state[key] = st.session_state.get(f"w_{key}")
+    url, default = (st.session_state.get("_url_keys") or {}).get(key, (None, None))
+    if url:
+        url_set(url, st.session_state[key], default)
+        st.session_state.setdefault("_url_seen", {})[key] = st.query_params.get(url)
 
 
 def choose(key: str, value) -> None:
@@ -133,12 +197,18 @@ def techniques_info() -> tuple[list[dict], list[str], str | None]:
 
 @st.cache_data(ttl=60, show_spinner=False)
 def presets_info() -> dict[str, str]:
-    """{preset name: title}, once the presets module exists."""
+    """{preset name: title naming what runs on this machine}, once the presets module exists."""
     try:
-        from core.presets.recipes import PRESETS
+        from core.presets.recipes import PRESETS, resolve
     except Exception:  # noqa: BLE001
         return {}
-    return {n: getattr(p, "title", n) for n, p in PRESETS.items()}
+    out = {}
+    for n, p in PRESETS.items():
+        try:
+            out[n] = resolve(n)["title"]
+        except Exception:  # noqa: BLE001 - a preset that cannot be resolved keeps its report's title
+            out[n] = getattr(p, "title", n)
+    return out
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -239,8 +309,8 @@ def jobs_snapshot(limit: int = 20) -> list[dict]:
 
 @st.cache_data(ttl=30, show_spinner=False, max_entries=8)
 def _runs_snapshot(limit: int, stamp: tuple) -> list[dict]:
-    from core.store import registry
-    return registry.list_runs(limit)
+    from core import jobs
+    return jobs.list_runs(limit)        # each run with the status of the job that made it, its name and label
 
 
 def runs(limit: int = 200) -> list[dict]:
@@ -280,6 +350,11 @@ class _LazyIds:
 
     def __iter__(self):
         return (self._ids[i] for i in self._indices)
+
+
+def trained_runs() -> list[dict]:
+    """Runs with a trained model (a run whose job was cancelled after training keeps its model: it is labelled so)."""
+    return [r for r in runs() if r.get("trained") and r["status"] not in ("running", "queued")]
 
 
 def test_images(report) -> tuple:
@@ -359,13 +434,9 @@ def fmt_time(t) -> str:
 
 
 def dataset_label(name: str | None) -> str:
-    """A short label for a dataset (built-in name, or the folder/zip name of a path)."""
-    if not name:
-        return "–"
-    from core.data.datasets import DATASETS
-    if name in DATASETS:
-        return name
-    return Path(name).name or name
+    """A short label for a dataset (built-in name, an upload by the user's own file name, or a folder's name)."""
+    from core.store.uploads import display_name
+    return display_name(name)
 
 
 def status_badge(status: str) -> str:
@@ -373,9 +444,30 @@ def status_badge(status: str) -> str:
 
 
 def run_label(r: dict) -> str:
+    """A run as a picker shows it: its name (or dataset · backbone · size · time), accuracy, and status unless done."""
+    from core.store.registry import run_label as label
     acc = "" if r.get("test_accuracy") is None else f" · {100 * r['test_accuracy']:.1f}%"
-    return (f"{r['id']} · {dataset_label(r.get('dataset'))} · {r.get('backbone') or '?'}"
-            f"{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}")
+    return f"{r.get('label') or label(r)}{acc}{'' if r['status'] == 'done' else ' · ' + r['status']}"
+
+
+def run_facts(r: dict) -> str:
+    """One wrapping line under a run's link: status, accuracy, and what its label does not already say."""
+    parts = [r["status"]]
+    if r.get("test_accuracy") is not None:
+        parts.append(f"test accuracy {100 * r['test_accuracy']:.1f}%")
+    if r.get("name"):                                  # a generated label already has data, backbone, size, time
+        parts += [dataset_label(r.get("dataset")), r.get("backbone") or "?", f"{r.get('image_size')} px",
+                  fmt_time(r.get("created"))]
+    return " · ".join(str(p) for p in parts if p)
+
+
+def run_labels(rows: list[dict]) -> dict[str, str]:
+    """{run id: label} for a picker, every label different (a repeated one gets the end of its run id)."""
+    labels = {r["id"]: run_label(r) for r in rows}
+    seen: dict[str, int] = {}
+    for v in labels.values():
+        seen[v] = seen.get(v, 0) + 1
+    return {i: (f"{v} · {i[-6:]}" if seen[v] > 1 else v) for i, v in labels.items()}
 
 
 def check_set_table(run_id: str) -> "tuple[pd.DataFrame, str] | None":

@@ -55,15 +55,22 @@ def region_picker(key: str = "carbon_region") -> str:
 
 
 def stages_table(run: dict, region: str) -> pd.DataFrame | None:
-    """One row per training stage: time, CPU time, energy, CO2e in `region`, method."""
+    """One row per training stage: time, energy, CO2e in `region` (four narrow columns: a phone's width; the
+    method is said once under the table, the CPU-seconds in all beside it)."""
     stages = (run.get("energy") or {}).get("stages") or {}
     if not stages:
         return None
-    rows = [{"stage": STAGE_LABELS.get(k, k), "wall time": common.fmt_secs(e.get("wall_seconds")),
-             "CPU-seconds": round(e.get("cpu_seconds", 0.0), 1), "energy": common.fmt_energy(e.get("joules")),
-             "CO2e": common.fmt_co2(energy.co2e_g(e.get("kwh", 0.0), region)), "method": e.get("method", "")}
+    rows = [{"stage": STAGE_LABELS.get(k, k), "time": common.fmt_secs(e.get("wall_seconds")),
+             "energy": common.fmt_energy(e.get("joules")),
+             "CO2e": common.fmt_co2(energy.co2e_g(e.get("kwh", 0.0), region))}
             for k, e in stages.items()]
     return pd.DataFrame(rows)
+
+
+def methods(records: list[dict]) -> str:
+    """How the energy figures of `records` were obtained, in one line (said once, under the table, not per row)."""
+    found = list(dict.fromkeys(r.get("method", "") for r in records if r and r.get("method")))
+    return "; ".join(found) or "not metered"
 
 
 def explain() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import pandas as pd
 import streamlit as st
 
 from core import jobs as jobs_mod
@@ -29,9 +28,35 @@ def clean_log(text: str, lines: int = 80) -> str:
     return "\n".join(kept[-lines:])
 
 
+def job_label(job: dict) -> str:
+    """A job as people call it: its run's name, else dataset · backbone · size · when it was queued."""
+    cfg = job["spec"].get("config", {})
+    if job.get("name"):
+        return job["name"]
+    return " · ".join(p for p in (dataset_label(cfg.get("dataset")), cfg.get("backbone") or "?",
+                                  f"{cfg.get('image_size')} px" if cfg.get("image_size") else "",
+                                  time.strftime("%d %b %H:%M", time.localtime(job["created"]))) if p)
+
+
+def cancel_control(job: dict, where: str) -> None:
+    """A cancel button labelled with the job it stops, and a confirmation before anything is stopped."""
+    label = job_label(job)
+    if job["status"] == "cancelling":
+        st.button("Cancelling…", key=f"cancelling-{where}-{job['id']}", disabled=True, icon=":material/stop_circle:")
+        return
+    with st.popover(f"Cancel {label}", icon=":material/stop_circle:", width="stretch",
+                    key=f"cancel-pop-{where}-{job['id']}", help=f"Stop job {job['id']} (asks first)"):
+        st.markdown(f"Stop **{label}** (`{job['id']}`, {job['status']})? "
+                    + ("It has not started: it leaves the queue." if job["status"] == "queued" else
+                       "Its training so far is lost (a run that finished training keeps its model)."))
+        st.button("Yes, cancel this job", key=f"cancel-{where}-{job['id']}", type="primary",
+                  icon=":material/stop_circle:", on_click=_on_cancel, args=(job["id"],))
+
+
 def watched_job(all_jobs: list[dict]) -> dict | None:
-    """The job this session watches: its own choice, else the active one, else the newest."""
-    want = st.session_state.get("job_id")
+    """The job this session watches: its own choice (the job it started, kept in the URL as ?job= so a refresh
+    keeps it), else the active one, else the newest."""
+    want = st.session_state.get("job_id") or st.query_params.get("job")
     for j in all_jobs:
         if j["id"] == want:
             return j
@@ -82,7 +107,7 @@ def job_panel(job: dict) -> None:
     status = job["status"]
     head = st.columns([5, 1.3], vertical_alignment="center")
     with head[0]:
-        st.markdown(f"**{job['name'] or 'Training job'}** &nbsp; {status_badge(status)} &nbsp; "
+        st.markdown(f"**{job_label(job)}** &nbsp; {status_badge(status)} &nbsp; "
                     f"`{job['id']}` · run `{job['run_id']}`")
         techniques = ", ".join((spec.get("compress") or {}).get("techniques") or []) or "none"
         st.caption(f"{dataset_label(cfg.get('dataset'))} · {cfg.get('backbone')} · {cfg.get('image_size')} px · "
@@ -91,9 +116,7 @@ def job_panel(job: dict) -> None:
                    f" · compression: {techniques}")
     with head[1]:
         if status in jobs_mod.OPEN:
-            st.button("Cancel job", key=f"cancel-{job['id']}", icon=":material/stop_circle:", type="secondary",
-                      on_click=_on_cancel, args=(job["id"],), disabled=status == "cancelling",
-                      width="stretch")
+            cancel_control(job, "panel")
     frac = 1.0 if status == "done" else float(p.get("fraction") or 0.0)
     st.progress(min(max(frac, 0.0), 1.0), text=f"{frac:.0%} · {progress_text(job)}")
 
@@ -119,7 +142,8 @@ def job_panel(job: dict) -> None:
         res = job.get("result") or {}
         st.success(f"Finished in {fmt_secs((job.get('finished') or 0) - (job.get('started') or 0))}: "
                    f"test accuracy **{fmt_pct(res.get('test_accuracy'))}**"
-                   + (f", {len(res.get('variants') or [])} compressed variant(s)" if res.get("variants") else ""))
+                   + (f", {n} compressed variant(s)" if (n := sum(1 for v in res.get("variants") or []
+                                                                  if v.get("name") != "original")) else ""))
         st.caption(f"Features from {taps_label(res.get('taps'))}."
                    + (f" Check set (real photos): {res['check_set']['right']} of {res['check_set']['total']} right."
                       if (res.get("check_set") or {}).get("total") else ""))
@@ -129,11 +153,15 @@ def job_panel(job: dict) -> None:
             st.warning(f"Compression **{f.get('technique')}** failed: {f.get('error')}")
         if st.button("Open the results", key=f"open-{job['id']}", type="primary", icon=":material/insights:"):
             choose("run_id", job["run_id"])
-            st.switch_page("pages/3_Results.py")
+            st.switch_page("pages/3_Results.py", query_params={"run": job["run_id"]})
     elif status in ("failed", "interrupted"):
         st.error(f"The job {status}: {job.get('error') or 'no error message'}")
     elif status == "cancelled":
-        st.warning("The job was cancelled" + (" before it started." if not job.get("started") else "."))
+        trained = (job.get("result") or {}).get("test_accuracy") is not None
+        st.warning("The job was cancelled" + (" before it started." if not job.get("started") else
+                                              " after training: its run keeps the trained model and the variants "
+                                              "built so far, and reads \"cancelled\" on every page." if trained
+                                              else "."))
 
     log = jobs_mod.read_log(job["id"]) or job.get("log_tail") or ""
     with st.expander("Job log", expanded=status in ("failed", "interrupted")):
@@ -141,21 +169,27 @@ def job_panel(job: dict) -> None:
 
 
 def queue_table(all_jobs: list[dict]) -> None:
+    """The queue and recent jobs as a list (it wraps on a phone): each job by its name, what it has done, and for
+    a job not finished its own labelled cancel, which asks first."""
     if not all_jobs:
         st.caption("No jobs yet.")
         return
-    rows = []
     for j in all_jobs:
-        cfg = j["spec"].get("config", {})
-        rows.append({"job": j["id"], "status": j["status"],
-                     "progress": 1.0 if j["status"] == "done" else float(j["progress"].get("fraction") or 0),
-                     "dataset": dataset_label(cfg.get("dataset")), "backbone": cfg.get("backbone"),
-                     "size": cfg.get("image_size"), "queued": fmt_time(j["created"]),
-                     "accuracy": (j.get("result") or {}).get("test_accuracy"), "run": j["run_id"]})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
-                 column_config={"progress": st.column_config.ProgressColumn("progress", format="percent",
-                                                                            min_value=0.0, max_value=1.0),
-                                "accuracy": st.column_config.NumberColumn("test acc.", format="percent")})
+        status = j["status"]
+        acc = (j.get("result") or {}).get("test_accuracy")
+        if status in jobs_mod.OPEN:
+            done = f"{float(j['progress'].get('fraction') or 0):.0%}"
+        else:
+            done = f"test accuracy {fmt_pct(acc)}" if acc is not None else (j.get("error") or status)
+        line = (f"{status_badge(status)} **{job_label(j)}** · {done} · queued {fmt_time(j['created'])} · "
+                f"`{j['id']}`")
+        if status in jobs_mod.OPEN:
+            a, b = st.columns([3, 2], vertical_alignment="center")
+            a.markdown(line)
+            with b:
+                cancel_control(j, "queue")
+        else:
+            st.markdown(line)
 
 
 def live_jobs_section() -> None:
@@ -172,12 +206,13 @@ def live_jobs_section() -> None:
         job = watched_job(all_jobs)
         if len(all_jobs) > 1:
             ids = [j["id"] for j in all_jobs]
-            labels = {j["id"]: f"{j['id']} · {j['status']} · {dataset_label(j['spec'].get('config', {}).get('dataset'))}"
-                               f" · {fmt_time(j['created'])}" for j in all_jobs}
+            labels = {j["id"]: f"{job_label(j)} · {j['status']} · {j['id']}" for j in all_jobs}
             st.session_state["job_id"] = job["id"]
             key = remember("job_id", job["id"], ids)
             st.selectbox("Watch job", ids, key=key, format_func=labels.get, on_change=save, args=("job_id",))
             job = next(j for j in all_jobs if j["id"] == st.session_state[key])
+        if st.query_params.get("job") != job["id"]:
+            st.query_params["job"] = job["id"]          # a refresh keeps watching this job
         with st.container(border=True):
             job_panel(job)
         st.markdown("##### Queue and recent jobs")

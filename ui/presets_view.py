@@ -24,8 +24,11 @@ def starter(prefix: str) -> list[str] | None:
     plan = common.preset_plan(name, bool(quick))
     start = c.button("Start preset", icon=":material/play_arrow:", width="stretch", key=f"{prefix}_start",
                      disabled=not plan.get("runnable", True))
-    st.caption(plan.get("description", ""))
-    st.caption("  \n".join(f"• {m}" for m in plan.get("messages", [])))
+    st.markdown(plan.get("summary") or plan.get("description", ""))
+    with st.expander("Details: what exactly runs here, and why", icon=":material/info:"):
+        if plan.get("report"):
+            st.caption(f"**The report ({plan.get('report_title', name)}):** {plan['report']}.")
+        st.caption("  \n".join(f"• {m}" for m in plan.get("messages", [])))
     if not start:
         return None
     from core.errors import LabError

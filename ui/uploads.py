@@ -5,11 +5,6 @@ core.data.datasets.folder.safe_extract and decoded by PIL; nothing uploaded is u
 """
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import secrets
-
 import pandas as pd
 import streamlit as st
 
@@ -47,39 +42,27 @@ def dataset_limits() -> str:
             f"{MIN_IMAGES_PER_CLASS} usable images each.")
 
 
-def safe_stem(filename: str) -> str:
-    """A file name reduced to a harmless stem: no folders, no dots in front, only [A-Za-z0-9._-]."""
-    base = re.split(r"[\\/]", filename or "")[-1]
-    stem = base.rsplit(".", 1)[0] if "." in base else base
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._-")[:40]
-    return stem or "upload"
-
-
 def save_upload(filename: str, data: bytes, suffix: str = ".zip") -> str:
-    """Store an upload under <lab home>/uploads as <safe stem>-<content hash><suffix>; return its path."""
-    from core.store.paths import sub
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = sub("uploads")
-    path = folder / f"{safe_stem(filename)}-{digest}{suffix}"
-    if not path.exists():
-        tmp = folder / f".{path.name}.part{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-    return str(path)
+    """Store an upload under <lab home>/uploads (core.store.uploads: a safe name, the user's name kept for display)."""
+    from core.store.uploads import save_upload as store
+    return store(filename, data, suffix)
 
 
-def render_report(report: dict, short=lambda s: s, counts: bool = True) -> None:
-    """The check report (the same as `python -m core check-dataset PATH --json`): problems, counts, skipped files."""
+def render_report(report: dict, short=lambda s: s, counts: bool = True, skip: set[str] | None = None) -> None:
+    """The check report (the same as `python -m core check-dataset PATH --json`): problems, counts, skipped files.
+    Problems in `skip` (already shown on the page) are not repeated."""
     n_skipped = len(report.get("skipped") or [])
     if report.get("usable"):
         st.success(f"Check: usable · {len(report['classes'])} classes · {report.get('num_images', 0):,} usable images"
                    f" · {n_skipped} skipped file(s) · no problems", icon=":material/task_alt:")
     else:
-        for p in report.get("problems") or ["the data cannot be used"]:
+        problems = report.get("problems") or ["the data cannot be used"]
+        others = [p for p in problems if not any(p == k or p in k for k in (skip or ()))]
+        for p in others:
             st.error(f"**Problem:** {short(p)}", icon=":material/error:")
+        if not others:
+            st.caption("Problems: the one above" + (f"; {n_skipped} file(s) skipped, listed below." if n_skipped
+                                                    else "."))
     if counts and report.get("counts"):
         st.markdown("**Usable images per class**")
         st.dataframe(pd.DataFrame({"class": list(report["counts"]), "usable images": list(report["counts"].values())}),
@@ -89,7 +72,7 @@ def render_report(report: dict, short=lambda s: s, counts: bool = True) -> None:
             st.dataframe(pd.DataFrame([(short(s["file"]), short(s["reason"])) for s in report["skipped"][:2000]],
                                       columns=["file", "why"]), hide_index=True, width="stretch")
     st.download_button("Check report (JSON)", data=_json(report), file_name="check-dataset.json",
-                       mime="application/json", icon=":material/download:", key="check_download",
+                       mime="application/json", icon=":material/download:", key="check_download", on_click="ignore",
                        help="The same report as `python -m core check-dataset PATH --json`.")
 
 

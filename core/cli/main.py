@@ -93,7 +93,8 @@ def config_from_args(args):
         early_stopping=es, fine_tune_at=args.fine_tune_at, fine_tune_epochs=args.fine_tune_epochs,
         fine_tune_lr=args.fine_tune_lr, fine_tune_cache=not args.no_fine_tune_cache, augment=Augment(args.flip, args.rotation, args.zoom), seed=args.seed,
         feature_engine=args.feature_engine,
-        split=tuple(args.split) if args.split else None, name=args.name)
+        split=tuple(args.split) if args.split else None, name=args.name,
+        allow_random_frozen=bool(getattr(args, "i_understand_random_weights", False)))
 
 
 @command("train and evaluate a run", lambda p: add_train_args(p))
@@ -120,15 +121,43 @@ def check_dataset(args) -> int:
     return 0 if r["usable"] else 2
 
 
-@command("list runs")
+@command("list runs (a run made by a job has its job's status)")
 def runs(args) -> None:
-    from core.store import registry
-    rows = [{k: r[k] for k in ("id", "status", "dataset", "backbone", "mode", "weights", "test_accuracy",
-                               "train_seconds", "preset")} | {"created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))}
-            for r in registry.list_runs()]
+    from core.jobs import list_runs
+    rows = [{k: r[k] for k in ("id", "name", "label", "status", "dataset", "backbone", "mode", "weights",
+                               "test_accuracy", "train_seconds", "preset")}
+            | {"created": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))} for r in list_runs()]
     emit(rows, args.json, lambda r: "\n".join(
-        f"{d['id']}  {d['status']:9s} {d['dataset'] or '':12.12s} {d['backbone'] or '':14s} "
-        f"{'' if d['test_accuracy'] is None else format(d['test_accuracy'], '.4f')}" for d in r) or "no runs yet")
+        f"{d['id']}  {d['status']:11s} {'' if d['test_accuracy'] is None else format(d['test_accuracy'], '.4f'):6s}  "
+        f"{d['label']}" for d in r) or "no runs yet")
+
+
+def _rename_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+    p.add_argument("name", help='the new name ("" clears it: the run is then called by dataset, backbone, size, time)')
+
+
+@command("give a run a name (shown everywhere instead of its id)", _rename_args)
+def rename(args) -> None:
+    from core.jobs import get_run, rename_run
+    from core.store.runs import check_run_id
+    check_run_id(args.run_id)
+    name = rename_run(args.run_id, args.name)
+    row = get_run(args.run_id)
+    emit({"id": args.run_id, "name": name, "label": row["label"] if row else name}, args.json,
+         lambda o: f"{o['id']}  {o['label']}")
+
+
+def _delete_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+
+
+@command("delete a run: its folder, its registry rows and its finished job (refused while its job runs)",
+         _delete_args)
+def delete(args) -> None:
+    from core.jobs import delete_run
+    delete_run(args.run_id)
+    emit({"id": args.run_id, "deleted": True}, args.json, lambda o: f"deleted {o['id']}")
 
 
 @command("show one run", lambda p: p.add_argument("run_id"))
@@ -138,8 +167,11 @@ def show(args) -> None:
     check_run_id(args.run_id)
     row = registry.get_run(args.run_id)
     folder = run_dir(args.run_id)
+    from core.jobs import get_run
+    shown = get_run(args.run_id)
     out = {"run": (read_json(folder / "run.json") if (folder / "run.json").exists() else row and row["summary"]),
-           "status": row["status"] if row else "unknown", "variants": registry.list_variants(args.run_id)}
+           "status": shown["status"] if shown else "unknown", "name": shown and shown["name"],
+           "label": shown and shown["label"], "variants": registry.list_variants(args.run_id)}
     for name in ("metrics", "config"):
         if (folder / f"{name}.json").exists():
             out[name] = read_json(folder / f"{name}.json")
@@ -168,6 +200,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         "auto: whichever classifies the validation split better")
     g = p.add_argument_group("training")
     g.add_argument("--mode", default="feature-extraction", choices=["feature-extraction", "full"])
+    g.add_argument("--i-understand-random-weights", action="store_true",
+                   help="train a FROZEN backbone that has no ImageNet weights here anyway (it learns only from "
+                        "random projections; refused without this flag)")
     g.add_argument("--epochs", type=int, default=10,
                    help="maximum epochs (on cached features a deeper head stops when validation loss stalls; "
                         "the default linear head is fitted to convergence)")

@@ -99,6 +99,20 @@ def confusion_pairs(cm: list[list[int]], class_names: list[str]) -> list[tuple[s
     return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
 
 
+def cell_note(cm: list[list[int]], class_names: list[str], true: str, pred: str) -> str | None:
+    """Why a clicked confusion-matrix cell has no misclassified images to show (None when it has some): it is on
+    the diagonal (those images were named right), or no test image of `true` was predicted as `pred`."""
+    if true not in class_names or pred not in class_names:
+        return f"that cell ({true} → {pred}) is not in this confusion matrix"
+    n = int(cm[class_names.index(true)][class_names.index(pred)])
+    if true == pred:
+        return (f"that cell is on the diagonal: the {n} test image{'s' if n != 1 else ''} of **{true}** named right. "
+                "Click a cell off the diagonal to see mistakes")
+    if n == 0:
+        return f"no test image of **{true}** was predicted as **{pred}**"
+    return None
+
+
 def misclassified_for(misclassified: list[dict], true: str | None = None, pred: str | None = None) -> list[dict]:
     return [m for m in misclassified if (true is None or m.get("true") == true) and (pred is None or m.get("pred") == pred)]
 
@@ -224,6 +238,51 @@ def load_run(run_id: str) -> RunReport:
                      row=row, config=_read(folder, "config.json", {}), run=run,
                      class_names=_read(folder, "class_names.json", []), history=_read(folder, "history.json", {}),
                      metrics=metrics, predictions=_read(folder, "predictions.json", {}), variants=variants, error=err)
+
+
+def compressed_count(variants: list[dict]) -> int:
+    """How many compressed variants a run has (the original is not one)."""
+    return sum(1 for v in variants if v.get("name") != "original")
+
+
+def variant_notes(rows: list[dict]) -> dict[str, str]:
+    """One line per variant whose figures go against intuition, saying why (variant name -> note).
+
+    * a pruned or clustered Keras model is as big on disk as the original: the file stores every weight as a
+      float32, zero or shared or not; only compression (the gzip column) sees the zeros or the shared values;
+    * dynamic-range TFLite is slower than float32 on a CPU: its weights are int8, but activations are quantised
+      and dequantised on the fly at every layer, while float32 runs on XNNPACK's fast float kernels;
+    * the original is the reference for agreement and is not a compressed variant."""
+    by = {r.get("name"): r for r in rows}
+    orig = by.get("original") or {}
+    o_size, o_gzip = _num(orig.get("size_bytes")), _num(orig.get("gzip_bytes"))
+    f32 = next((r for r in rows if r.get("technique") == "tflite_float32"), None)
+    notes: dict[str, str] = {}
+    for r in rows:
+        name, tech = r.get("name"), str(r.get("technique") or "")
+        size, gz = _num(r.get("size_bytes")), _num(r.get("gzip_bytes"))
+        if name == "original":
+            notes[name] = "the trained Keras model: the reference the others are measured against, not a compressed variant"
+        elif tech in ("pruning", "clustering") and size and o_size and size >= 0.9 * o_size:
+            what = (f"pruning set {100 * (_num(r.get('sparsity')) or 0):.0f}% of the weights to zero" if tech == "pruning"
+                    else "clustering made the weights share a few values")
+            shrink = f" ({gz / 1024:,.0f} KB against the original's {o_gzip / 1024:,.0f} KB)" if gz and o_gzip else ""
+            notes[name] = (f"same size on disk as the original: {what}, but a .keras file still stores every weight "
+                           f"as a 32-bit float; the saving shows once the file is compressed (Gzipped column{shrink}), "
+                           "or when converted to TFLite")
+        elif tech == "tflite_dynamic" and f32 is not None:
+            lat, f32_lat = _num(r.get("latency_ms_p50")), _num(f32.get("latency_ms_p50"))
+            if lat and f32_lat and lat > f32_lat:
+                notes[name] = (f"smaller but slower than float32 here ({lat:.2f} against {f32_lat:.2f} ms): its weights "
+                               "are int8, but every layer converts activations to int8 and back on the fly, while "
+                               "float32 runs on the CPU's fast float kernels (XNNPACK on x86); full int8 is both small "
+                               "and fast")
+        elif tech == "tflite_float16" and f32 is not None:
+            lat, f32_lat = _num(r.get("latency_ms_p50")), _num(f32.get("latency_ms_p50"))
+            if lat and f32_lat and lat > 1.1 * f32_lat:
+                notes[name] = ("half the size of float32 but not faster: a CPU turns the float16 weights back into "
+                               "float32 to compute")
+    return notes
 
 
 def to_csv(rows: list[dict]) -> str:

@@ -106,6 +106,7 @@ def validate_spec(spec: dict) -> dict:
         raise LabError(f"unknown job kind '{kind}'; one of {', '.join(KINDS)}")
     cfg = spec.get("config")
     cfg = TrainConfig.from_dict(cfg if isinstance(cfg, dict) else {}).to_dict()   # raises LabError when invalid
+    check_runnable(cfg)
     comp = spec.get("compress") or None
     if comp is not None:
         techniques = list(comp.get("techniques") or [])
@@ -126,6 +127,21 @@ def validate_spec(spec: dict) -> dict:
         preset = json.loads(json.dumps(preset))                 # plain JSON data only
     out = {"kind": kind, "config": cfg, "compress": comp, "name": spec.get("name") or cfg.get("name")}
     return out | ({"preset": preset} if preset else {})
+
+
+def check_runnable(cfg: dict) -> None:
+    """Refuse, before anything is queued, a run that cannot work here: a dataset that is not on this machine (or
+    a path that does not exist), and a frozen backbone without pretrained weights unless acknowledged."""
+    from core.data.datasets import get_dataset
+    from core.models.backbones import frozen_random_problem
+    spec = get_dataset(cfg["dataset"])                  # LabError for an unknown name or a missing path
+    ok, why = spec.availability()
+    if not ok:
+        raise LabError(f"dataset '{spec.name}' is not available here: {why}")
+    problem = frozen_random_problem(cfg["backbone"], cfg.get("weights", "auto"), cfg.get("mode"),
+                                    int(cfg.get("fine_tune_epochs") or 0), bool(cfg.get("allow_random_frozen")))
+    if problem:
+        raise LabError(problem)
 
 
 def submit(spec: dict, start: bool = True) -> str:
@@ -322,9 +338,12 @@ def _finish(job_id: str, status: str, error: str | None = None, result: dict | N
 
 
 def _mark_run(run_id: str, status: str, error: str) -> None:
-    """Mark the job's run (if it exists and is still running) with a final status."""
+    """Mark the job's run (if it exists) with the job's final status: a run still running, and a trained run whose
+    job was then cancelled or failed (e.g. during compression), reads as its job does."""
     row = registry.get_run(run_id)
-    if row and row["status"] in ("running", "created"):
+    if row and row["status"] in ("running", "created", "done") and row["status"] != status:
+        if row["status"] == "done":
+            error = f"{error} (after training: the trained model is kept)"
         registry.upsert_run(run_id, {"error": error}, status=status, error=error)
 
 
@@ -456,3 +475,73 @@ def finish(job_id: str, status: str, error: str | None = None, result: dict | No
     return _finish(job_id, status, error, result, from_status=ACTIVE, patience=patience)
 
 
+
+
+# ---------------------------------------------------------------- runs as the dashboard and the CLI show them
+
+
+def _jobs_by_run(run_ids: list[str] | None = None) -> dict[str, dict]:
+    with _connect() as con:
+        if run_ids is None:
+            rows = con.execute("SELECT id, run_id, status, name, error FROM jobs").fetchall()
+        else:
+            rows = con.execute(f"SELECT id, run_id, status, name, error FROM jobs WHERE run_id IN "
+                               f"({','.join('?' * len(run_ids))})", run_ids).fetchall() if run_ids else []
+    return {r["run_id"]: dict(r) for r in rows}
+
+
+def _with_job(row: dict, job: dict | None) -> dict:
+    """A registry row with its displayed status: its job's status when a job made it, else its own. `run_status`
+    keeps the run's own (done: the model was trained), `trained` says whether the run has a model, and `name`
+    and `label` say how to call it."""
+    out = dict(row)
+    out["run_status"] = row["status"]
+    out["trained"] = row["status"] == "done" or (row.get("test_accuracy") is not None)
+    if job is not None:
+        out["status"] = job["status"]
+        out["job_id"] = job["id"]
+        if job["status"] in ("cancelled", "failed", "interrupted") and not out.get("error"):
+            out["error"] = job.get("error")
+    out["name"] = registry.run_name(row)
+    out["label"] = registry.run_label(row)
+    return out
+
+
+def list_runs(limit: int = 200) -> list[dict]:
+    """The runs, newest first, each with the status of the job that made it (see _with_job)."""
+    rows = registry.list_runs(limit)
+    by_run = _jobs_by_run([r["id"] for r in rows])
+    return [_with_job(r, by_run.get(r["id"])) for r in rows]
+
+
+def get_run(run_id: str) -> dict | None:
+    row = registry.get_run(run_id)
+    return None if row is None else _with_job(row, _jobs_by_run([run_id]).get(run_id))
+
+
+def rename_run(run_id: str, name: str | None) -> str | None:
+    """Name a run (None or "" clears the name): its files, its registry row and the job that made it."""
+    from core.store.runs import rename_run as rename_files
+    name = rename_files(run_id, name)
+    with _connect() as con:
+        con.execute("UPDATE jobs SET name=?, updated=? WHERE run_id=?", (name, time.time(), run_id))
+    return name
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run: its folder, its registry rows, and the finished job that made it (with its log). A run whose
+    job is still queued or running is refused: cancel the job first."""
+    from core.store.runs import check_run_id, delete_run as delete_files
+    check_run_id(run_id)
+    job = job_for_run(run_id)
+    if job is not None and job["status"] in OPEN:
+        raise LabError(f"run {run_id} is still being made by job {job['id']} ({job['status']}): "
+                       f"cancel the job first (`python -m core cancel {job['id']}`)")
+    if job is None and registry.get_run(run_id) is None and not run_dir_exists(run_id):
+        raise LabError(f"no run '{run_id}'; see `python -m core runs`")
+    if run_dir_exists(run_id) or registry.get_run(run_id) is not None:
+        delete_files(run_id)
+    if job is not None:
+        with _connect() as con:
+            con.execute("DELETE FROM jobs WHERE id=? AND status NOT IN (?,?,?)", (job["id"], *OPEN))
+        log_path(job["id"]).unlink(missing_ok=True)

@@ -181,6 +181,44 @@ def weights_status(name: str, allow_download: bool = False) -> tuple[str, str]:
                     f"Put a weights file at {weights_dir() / (name + '_imagenet_notop.h5')} or run online once.")
 
 
+ACKNOWLEDGE_FLAG = "--i-understand-random-weights"
+
+
+def frozen_random_problem(name: str, weights: str = "auto", mode: str | None = "feature-extraction",
+                          fine_tune_epochs: int = 0, allowed: bool = False, source: str | None = None) -> str | None:
+    """Why a run would be refused: a FROZEN backbone with random weights (no ImageNet weights here, or weights
+    'random') can only learn from random projections. None when it is fine: weights are here, the backbone is
+    trained (full mode or fine-tuning), it has no weights at all (the MLP), or the user acknowledged it
+    (`allow_random_frozen`, `--i-understand-random-weights`). `source` is the weights actually used, if known."""
+    spec = get_backbone(name)
+    if allowed or not spec.pretrained or mode == "full" or fine_tune_epochs:
+        return None
+    src = source or (RANDOM if weights == "random" else weights_status(name)[0])
+    if src != RANDOM:
+        return None
+    why = "weights 'random' were asked for" if weights == "random" else "it has no ImageNet weights on this machine"
+    return (f"{spec.title} would be trained frozen with RANDOM weights ({why}): a frozen random backbone learns "
+            "nothing useful (its features are random projections). Choose a backbone with ImageNet weights "
+            "(mobilenet_v2), train all layers (mode full), or acknowledge it (setting allow_random_frozen; "
+            f"{ACKNOWLEDGE_FLAG} on the command line)")
+
+
+PREPROCESSING: dict[str | None, str] = {
+    "mobilenet_v2": "pixels scaled to [-1, 1] (x / 127.5 - 1)",
+    "mobilenet": "pixels scaled to [-1, 1] (x / 127.5 - 1)",
+    "inception_resnet_v2": "pixels scaled to [-1, 1] (x / 127.5 - 1)",
+    "resnet50": "RGB turned to BGR and the ImageNet channel means (103.9, 116.8, 123.7) subtracted",
+    "vgg16": "RGB turned to BGR and the ImageNet channel means (103.9, 116.8, 123.7) subtracted",
+    "efficientnet": "plain pixels 0-255 (the rescaling is inside the model)",
+    None: "pixels scaled to [0, 1] (x / 255)",
+}
+
+
+def preprocessing_words(name: str) -> str:
+    """The backbone's input preprocessing in words (what a model file of the lab expects as input)."""
+    return PREPROCESSING.get(get_backbone(name).module, "the backbone's preprocess_input")
+
+
 def build_backbone(name: str, image_size: int, weights: str = "auto"):
     """Build the backbone without top or pooling; return (model, weights source).
 

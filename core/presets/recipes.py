@@ -74,6 +74,10 @@ class Preset:
     compression_options: dict = field(default_factory=dict)
     quick_compression_options: dict = field(default_factory=dict)
     shows: str = ""                            # what the results page should make visible
+    task: str = ""                             # the title's first words, e.g. "Vehicle colour"
+    compression_words: str = ""                # the compression in plain words ("converted to ...")
+    compression_title: str = ""                # the same, for the title ("pruning, dynamic-range TFLite")
+    method_words: str = ""                     # how it trains, in plain words, if worth saying
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -97,7 +101,9 @@ QUICK_COMPRESSION = {"measure": {"latency_runs": 50, "warmup_runs": 5, "throughp
 ALL_TFLITE = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_io")
 
 register(Preset(
-    name="vehicle_colour", title="Vehicle colour: ResNet50, pruning, dynamic-range TFLite",
+    name="vehicle_colour", title="Vehicle colour: ResNet50, pruning, dynamic-range TFLite", task="Vehicle colour",
+    compression_title="pruning, dynamic-range TFLite",
+    compression_words="pruned to half its weights and converted to a small dynamic-range TFLite model",
     description="Car body colour (8 classes) from rear views: a frozen ResNet50 with a Dense-128 head, then "
                 "pruned to 50% and converted to a dynamic-range TFLite model.",
     report="ResNet50 frozen, global average pooling, Dense 128, Adam 1e-4, 10 epochs; pruning to 50% sparsity "
@@ -123,7 +129,9 @@ register(Preset(
 ))
 
 register(Preset(
-    name="shapes", title="Shapes: InceptionResNetV2, deep head",
+    name="shapes", title="Shapes: InceptionResNetV2, deep head", task="Shapes",
+    compression_title="deep head, 3 TFLite levels", method_words="with a deep head (Dense 128-64-32)",
+    compression_words="converted to three TFLite models (float32, dynamic range, int8)",
     description="Circles, squares and triangles: a frozen InceptionResNetV2 with global max pooling and a "
                 "Dense 128-64-32 head with dropout 0.5.",
     report="InceptionResNetV2 frozen, global max pooling, Dense 128-64-32, Dropout 0.5, Adam 1e-3, 128 px; "
@@ -137,7 +145,9 @@ register(Preset(
     compression=("tflite_float32", "tflite_dynamic", "tflite_int8")))
 
 register(Preset(
-    name="cifar10", title="CIFAR-10: MLP against frozen VGG16",
+    name="cifar10", title="CIFAR-10: MLP against frozen VGG16", task="CIFAR-10",
+    compression_title="2 TFLite levels",
+    compression_words="converted to two TFLite models (float32, dynamic range)",
     description="Raw pixels through an MLP against a frozen VGG16 with a small head, trained the same way and "
                 "shown in one comparison.",
     report="MLP on 64x64 flattened pixels (Dense 256-128) against VGG16 frozen with a Dense 50-20 head; early "
@@ -158,7 +168,9 @@ register(Preset(
     shows="both runs side by side (same group): accuracy, size and latency of the MLP against the CNN"))
 
 register(Preset(
-    name="animals", title="Animals: MobileNet against InceptionResNetV2, all TFLite levels",
+    name="animals", title="Animals: MobileNet against InceptionResNetV2, all TFLite levels", task="Animals",
+    compression_title="all 5 TFLite levels",
+    compression_words="converted at all five TFLite levels, from float32 down to integer-only",
     description="Ten animal classes with a small and a big frozen backbone, exponential learning-rate decay and "
                 "early stopping, each converted at all five TFLite levels. Offline, where neither has ImageNet "
                 "weights, MobileNetV2 (2.3 M parameters without its classifier) stands in for MobileNet and "
@@ -180,7 +192,9 @@ register(Preset(
           "against accuracy"))
 
 register(Preset(
-    name="cats_vs_dogs", title="Cats vs dogs: MobileNetV2, feature extraction then fine-tuning",
+    name="cats_vs_dogs", title="Cats vs dogs: MobileNetV2, feature extraction then fine-tuning", task="Cats vs dogs",
+    compression_title="fine-tuning, 3 TFLite levels", method_words="frozen first, then fine-tuned from layer 100",
+    compression_words="converted to three TFLite models (float32, dynamic range, int8)",
     description="MobileNetV2 at 160 px: 10 epochs of feature extraction (RMSprop 1e-4), then 10 epochs of "
                 "fine-tuning from layer 100 at a tenth of the learning rate.",
     report="MobileNetV2 160 px, feature extraction 10 epochs with RMSprop 1e-4, then fine-tuning from layer 100 "
@@ -194,6 +208,21 @@ register(Preset(
                     note="the learning curves mark the epoch where fine-tuning starts"),),
     compression=("tflite_float32", "tflite_dynamic", "tflite_int8"),
     shows="learning curves with the fine-tuning start marked"))
+
+
+# What each dataset is, in a teacher's words (for the one-sentence summary of a plan).
+PLAIN_DATA = {
+    "vehicle_rear": "photos of cars by body colour (UFPR Vehicle-Rear)",
+    "vehicle_colors_synthetic": "generated pictures of cars in eight colours",
+    "basic_shapes": "the Kaggle drawings of circles, squares and triangles",
+    "shapes": "generated hand-drawn circles, squares and triangles",
+    "cifar10": "CIFAR-10's small photos of ten kinds of object",
+    "fashion_mnist_12k": "12,000 small grey photos of clothing in ten kinds (Fashion-MNIST)",
+    "animals": "grey silhouettes of ten animals",
+    "animals10": "photos of ten animals (Animals-10)",
+    "cats_vs_dogs": "photos of cats and dogs",
+    "cats_dogs_silhouettes": "silhouettes of cats and dogs",
+}
 
 
 def get_preset(name: str) -> Preset:
@@ -285,7 +314,9 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True, se
                           learning_rate=r.learning_rate, lr_decay=r.lr_decay, early_stopping=r.early_stopping,
                           fine_tune_at=r.fine_tune_at,
                           fine_tune_epochs=min(r.fine_tune_epochs, 1) if quick else r.fine_tune_epochs,
-                          fine_tune_lr=r.fine_tune_lr, seed=seed, preset=p.name, name=f"{p.title} - {r.label}")
+                          fine_tune_lr=r.fine_tune_lr, seed=seed, preset=p.name,
+                          name=f"{p.task or p.title}: {BACKBONES[backbone].title} ({r.label})",
+                          allow_random_frozen=src == "random" and not substitute)   # --no-substitute: asked for
         if quick and r.fine_tune_epochs > 1:
             notes.append(f"quick mode: 1 fine-tuning epoch (the preset uses {r.fine_tune_epochs})")
         key = json.dumps({k: v for k, v in cfg.to_dict().items() if k != "name"}, sort_keys=True, default=str)
@@ -321,10 +352,52 @@ def resolve(name: str | Preset, quick: bool = False, substitute: bool = True, se
     messages.append(f"compression: {', '.join(p.compression)}" + ("" if comp["available"] else
                                                                   f" (NOT available: {comp['message']})"))
     runnable = ds["available"]
-    return {"preset": p.name, "title": p.title, "description": p.description, "report": p.report,
+    headline, summary = _plain(p, ds, runs, quick)
+    return {"preset": p.name, "title": headline, "report_title": p.title, "summary": summary,
+            "description": p.description, "report": p.report,
             "quick": quick, "substitute": substitute, "seed": seed, "dataset": ds, "runs": runs, "compression": comp,
             "recommended": next((r["label"] for r in runs if r["recommended"]), runs[-1]["label"] if runs else None),
             "shows": p.shows, "runnable": runnable, "messages": messages}
+
+
+def _and(items: list[str]) -> str:
+    items = list(dict.fromkeys(i for i in items if i))
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else ""
+
+
+def _plain(p: Preset, ds: dict, runs: list[dict], quick: bool) -> tuple[str, str]:
+    """(title naming what runs here, one plain sentence of what will run here and why), for a teacher."""
+    trained = [r for r in runs if not r["duplicate_of"]]
+    titles = [BACKBONES[r["backbone"]].title.replace("MLP baseline (no backbone)", "MLP") for r in trained]
+    distinct = list(dict.fromkeys(titles))
+    ways = ""
+    if len(distinct) == 1 and len(trained) > 1:
+        who_title = who = distinct[0]
+        count = {2: "two", 3: "three"}.get(len(trained), str(len(trained)))
+        ways = f", {count} ways ({_and([r['label'] for r in trained])})"
+        who_title += f" {count} ways"
+    else:
+        who_title = " against ".join(distinct)
+        who = _and([("an " if t == "MLP" else "") + t for t in distinct])
+        who = who[:1].upper() + who[1:]
+    several = len(trained) > 1
+    title = f"{p.task or p.name}: {who_title}" + (f", {p.compression_title}" if p.compression_title else "")
+    real = DATASETS[ds["requested"]].title
+    if not ds["available"]:
+        return title, (f"This preset cannot run here: the report's data ({real}) is not on this machine, and "
+                       "neither is a stand-in (see the details).")
+    data = PLAIN_DATA.get(ds["used"], ds.get("title") or ds["used"])
+    reasons = []
+    if not ds["real"]:
+        reasons.append(f"the report's data ({real}) is not on this machine")
+    missing = list(dict.fromkeys(get_backbone(r["backbone_requested"]).title for r in runs if r["substituted"]))
+    if missing:
+        reasons.append(f"{_and(missing)} {'has' if len(missing) == 1 else 'have'} no pretrained weights here")
+    comp = p.compression_words or ("converted with " + ", ".join(p.compression))
+    sentence = (f"{who} {'each learn' if several and not ways else 'learns'} to classify {data}"
+                f"{', ' + p.method_words if p.method_words else ''}{ways}, then {'each is' if several else 'is'} {comp}"
+                + (f", because {_and(reasons)}." if reasons else ", as in the report."))
+    return title, sentence
 
 
 def _merge(a: dict, b: dict) -> dict:

@@ -244,3 +244,42 @@ def replace_variants(run_id: str, variants: list[dict]) -> None:
 
 def list_variants(run_id: str) -> list[dict]:
     return [_row(r) for r in query("SELECT * FROM variants WHERE run_id=? ORDER BY rowid", (run_id,))]
+
+
+def delete_run_rows(run_id: str) -> None:
+    """Remove a run's row and its variant rows (in one transaction)."""
+    from .runs import check_run_id
+    check_run_id(run_id)
+
+    def go(con) -> None:
+        con.execute("DELETE FROM variants WHERE run_id=?", (run_id,))
+        con.execute("DELETE FROM runs WHERE id=?", (run_id,))
+    write(go)
+
+
+# ---------------------------------------------------------------- how a run is called
+
+
+def run_name(row: dict | None) -> str | None:
+    """The name a user gave a run (Train's "Run name", `--name`, or a rename), or None."""
+    s = (row or {}).get("summary") or {}
+    if "name" in s:                                    # a rename (None: the name was cleared)
+        return s["name"] or None
+    return ((s.get("config") or {}).get("name")) or None
+
+
+def generated_label(row: dict) -> str:
+    """A label for a run without a name: dataset, backbone, input size and when it was created."""
+    from .uploads import display_name
+    s = row.get("summary") or {}
+    cfg = s.get("config") or {}
+    size = row.get("image_size") or cfg.get("image_size")
+    when = time.strftime("%d %b %H:%M", time.localtime(row["created"])) if row.get("created") else ""
+    parts = [display_name(row.get("dataset") or cfg.get("dataset")), row.get("backbone") or cfg.get("backbone") or "?",
+             f"{size} px" if size else "", when]
+    return " · ".join(p for p in parts if p)
+
+
+def run_label(row: dict) -> str:
+    """Every run's readable label: its name, else a generated one (dataset · backbone · size · time)."""
+    return run_name(row) or generated_label(row)

@@ -139,3 +139,50 @@ def load_keras(path: Path):
         if "safe_mode" in str(e) or "arbitrary code" in str(e):
             raise LabError(f"{p}: refused in safe mode: the model holds Python code (a Lambda layer)") from e
         raise
+
+
+NAME_MAX = 80
+
+
+def clean_name(name: str | None) -> str | None:
+    """A run name as stored: one printable line of at most NAME_MAX characters; empty means no name."""
+    if name is None:
+        return None
+    if not isinstance(name, str):
+        raise LabError("a run name must be text")
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in name).split())
+    if len(text) > NAME_MAX:
+        raise LabError(f"a run name has at most {NAME_MAX} characters (got {len(text)})")
+    return text or None
+
+
+def rename_run(run_id: str, name: str | None) -> str | None:
+    """Give a run a name (or clear it with None/""): in its config.json and run.json and in the registry."""
+    from . import registry
+    folder = run_dir(run_id)
+    name = clean_name(name)
+    for file in ("config.json", "run.json"):
+        p = folder / file
+        if p.is_file():
+            data = read_json(p)
+            if isinstance(data, dict):
+                data["name"] = name
+                write_json(p, data)
+    if registry.get_run(run_id) is not None:
+        registry.upsert_run(run_id, {"name": name})
+    return name
+
+
+def delete_run(run_id: str) -> None:
+    """Remove a run for good: its folder and its registry rows (the run and its variants)."""
+    from . import registry
+    check_run_id(run_id)
+    folder = runs_dir() / run_id
+    if folder.is_dir():
+        # move it aside first, so a half-deleted folder is never seen as a run
+        trash = folder.with_name(f".deleting-{run_id}-{secrets.token_hex(3)}")
+        os.replace(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    elif registry.get_run(run_id) is None:
+        raise LabError(f"no run '{run_id}'; see `python -m core runs`")
+    registry.delete_run_rows(run_id)

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from core.store import registry
-from core.models.backbones import build_backbone, get_backbone
+from core.models.backbones import build_backbone, frozen_random_problem, get_backbone
 from core.config import TrainConfig
 from core.data.prepare import PreparedData, prepare
 from core.evaluation.calibration import calibration_record
@@ -226,6 +226,9 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
     t_start = time.perf_counter()
     spec = get_backbone(cfg.backbone)
     cfg = replace(cfg, image_size=cfg.image_size or spec.default_size)
+    refuse = frozen_random_problem(cfg.backbone, cfg.weights, cfg.mode, cfg.fine_tune_epochs, cfg.allow_random_frozen)
+    if refuse:                      # before any folder or registry row exists
+        raise LabError(refuse)
     run_id = run_id or new_run_id()
     folder = run_dir(run_id, create=True)
     registry.upsert_run(run_id, {"config": cfg.to_dict()}, status="running", dataset=cfg.dataset,
@@ -251,6 +254,10 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
         with stage("backbone"):
             backbone, weights = build_backbone(cfg.backbone, cfg.image_size, cfg.weights)
         frozen_random = weights == "random" and cfg.mode == "feature-extraction" and not cfg.fine_tune_epochs
+        refuse = frozen_random_problem(cfg.backbone, cfg.weights, cfg.mode, cfg.fine_tune_epochs,
+                                       cfg.allow_random_frozen, source=weights)
+        if refuse:                  # the weights said to be here could not be loaded: random after all
+            raise LabError(refuse)
         warnings = [f"{spec.title} has RANDOM weights here: a frozen random backbone learns nothing useful"] \
             if frozen_random else []
         for w in warnings:

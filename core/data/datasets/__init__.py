@@ -5,7 +5,7 @@ from pathlib import Path
 
 from core.errors import LabError
 from .base import MIN_IMAGES_PER_CLASS, DatasetSpec, Samples
-from .builtin import ANIMAL_CLASSES, animals_availability, load_animals, load_shapes
+from .builtin import ANIMAL_CLASSES, animals_availability, load_animals, load_shapes, shapes_pending
 from .folder import load_folder, load_zip
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -20,7 +20,8 @@ register(DatasetSpec(
     name="shapes", title="Hand-drawn shapes (generated)",
     description="Circles, squares and triangles drawn with a wobbly pen on noisy paper; 500 per class, 128 px.",
     load=load_shapes, class_names=("circle", "square", "triangle"), native_size=128, synthetic=True,
-    stands_in_for='Kaggle "Basic Shapes"'))
+    stands_in_for='Kaggle "Basic Shapes"', first_use_pending=shapes_pending,
+    first_use=lambda progress: load_shapes(progress=progress) and None))
 register(DatasetSpec(
     name="animals", title="Animal silhouettes (animal-mnist)",
     description="10 animal classes x 1000 grey 28x28 silhouettes from the PyPI package animal-mnist 0.4.",

@@ -45,6 +45,10 @@ class DatasetSpec:
     synthetic: bool = False
     stands_in_for: str = ""
     check_set: str | None = None            # a built-in check set of real photos (core.data.checksets.BUILT_IN)
+    # A dataset generated on first use: `first_use_pending()` says whether it still has to be, and
+    # `first_use(progress)` generates and caches it, calling progress(fraction) as it goes (a progress bar).
+    first_use_pending: Callable[[], bool] = lambda: False
+    first_use: Callable[[Callable[[float], None]], None] | None = None
 
     def info(self) -> dict:
         ok, msg = self.availability()

@@ -31,11 +31,17 @@ def generated(key: str, make) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_shapes(seed: int = 0, n_per_class: int = SHAPES_PER_CLASS) -> Samples:
-    """Generated hand-drawn-style circles, squares and triangles, deterministic for a seed."""
+def shapes_pending(seed: int = 0, n_per_class: int = SHAPES_PER_CLASS) -> bool:
+    """Whether the shapes still have to be drawn (a few seconds, once)."""
+    return not (cache_dir() / "generated" / f"shapes-v2-{seed}-{n_per_class}-{SHAPES_SIZE}.npz").exists()
+
+
+def load_shapes(seed: int = 0, n_per_class: int = SHAPES_PER_CLASS, progress=None) -> Samples:
+    """Generated hand-drawn-style circles, squares and triangles, deterministic for a seed (`progress(fraction)`
+    while they are drawn, on first use)."""
     from core.data.synth import shapes
     images, labels = generated(f"shapes-v2-{seed}-{n_per_class}-{SHAPES_SIZE}",
-                               lambda: shapes.generate(n_per_class, SHAPES_SIZE, seed))
+                               lambda: shapes.generate(n_per_class, SHAPES_SIZE, seed, progress))
     return Samples(class_names=list(shapes.CLASS_NAMES), labels=labels, images=images,
                    ids=[f"shapes #{i}" for i in range(len(labels))],
                    source=f"generated (seed {seed}, {n_per_class} per class)",

@@ -19,17 +19,28 @@ VEHICLES_SIZE = 128
 VEHICLES_SEED = 0
 
 
-def load_vehicle_colors(seed: int = VEHICLES_SEED, n_per_class: int = VEHICLES_PER_CLASS,
-                        size: int = VEHICLES_SIZE) -> Samples:
-    """Generated rear and front views of cars in the report's eight colours (SYNTHETIC), deterministic for a seed."""
-    from core.data.synth import vehicles
+def _vehicles_cache(seed: int = VEHICLES_SEED, n_per_class: int = VEHICLES_PER_CLASS,
+                    size: int = VEHICLES_SIZE) -> tuple[str, Path]:
     fingerprint = f"vehicle-colors-v3-fronts-{seed}-{n_per_class}-{size}"
-    cached = cache_dir() / "synthetic" / f"{fingerprint}.npz"
+    return fingerprint, cache_dir() / "synthetic" / f"{fingerprint}.npz"
+
+
+def vehicles_pending() -> bool:
+    """Whether the synthetic car set still has to be generated (about 15 s, once)."""
+    return not _vehicles_cache()[1].is_file()
+
+
+def load_vehicle_colors(seed: int = VEHICLES_SEED, n_per_class: int = VEHICLES_PER_CLASS,
+                        size: int = VEHICLES_SIZE, progress=None) -> Samples:
+    """Generated rear and front views of cars in the report's eight colours (SYNTHETIC), deterministic for a seed.
+    `progress(fraction)` is called while they are generated (first use only)."""
+    from core.data.synth import vehicles
+    fingerprint, cached = _vehicles_cache(seed, n_per_class, size)
     try:
         with np.load(cached) as z:
             images, labels = z["images"], z["labels"]
     except (OSError, KeyError, ValueError):
-        images, labels = vehicles.generate(n_per_class, size, seed)
+        images, labels = vehicles.generate(n_per_class, size, seed, progress)
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_name(f"{cached.stem}.tmp{os.getpid()}.npz")
         np.savez_compressed(tmp, images=images, labels=labels)

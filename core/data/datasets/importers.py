@@ -31,13 +31,15 @@ def register_all(register: Callable[[DatasetSpec], DatasetSpec]) -> None:
         availability=lambda: (True, "SYNTHETIC: generated on first use (about 15 s), then cached"), class_names=("black", "blue", "green", "grey", "orange", "red", "silver",
                                                        "white"),
         native_size=derived.VEHICLES_SIZE, synthetic=True, stands_in_for="UFPR Vehicle-Rear colours (vehicle_rear)",
-        check_set="car_photos"))
+        check_set="car_photos", first_use_pending=derived.vehicles_pending,
+        first_use=lambda progress: derived.load_vehicle_colors(progress=progress) and None))
     register(DatasetSpec(
         name="vehicle_rear", title="UFPR Vehicle-Rear colours (real photos)",
         description="Rear car crops from the UFPR Vehicle-Rear dataset, one image per plate, in the report's eight "
                     "colour folders (colours with fewer than 10 vehicles are dropped).",
         load=vehicle_rear.load, availability=vehicle_rear.availability, class_names=vehicle_rear.REPORT_COLOURS,
-        check_set="car_photos"))
+        check_set="car_photos", first_use_pending=derived.vehicles_pending,
+        first_use=lambda progress: derived.load_vehicle_colors(progress=progress) and None))
     register(DatasetSpec(
         name="cifar10", title="CIFAR-10",
         description="60,000 32 x 32 colour photos in 10 classes; split 40k train / 10k validation / 10k test "

@@ -54,7 +54,8 @@ _PAINTS: dict[str, _Paint] = {
 _BODY, _CREASE, _GLASS, _INTERIOR, _TYRE, _TREAD = 1, 2, 3, 4, 5, 6
 
 
-def generate(n_per_class: int, size: int = 128, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def generate(n_per_class: int, size: int = 128, seed: int = 0,
+             progress=None) -> tuple[np.ndarray, np.ndarray]:
     """Return (images uint8 (N, size, size, 3), labels int64 (N,)) with N = n_per_class * 8.
 
     Labels are class-interleaved (0..7, 0..7, ...). Image i is drawn from
@@ -64,6 +65,8 @@ def generate(n_per_class: int, size: int = 128, seed: int = 0) -> tuple[np.ndarr
     images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
     for i, label in enumerate(labels):
         images[i] = render(int(label), size, np.random.default_rng([seed, i]))
+        if progress is not None and (i % 40 == 39 or i == len(labels) - 1):
+            progress((i + 1) / len(labels))          # `progress(fraction)`: e.g. a dashboard's progress bar
     return images, labels
 
 
