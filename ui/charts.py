@@ -195,7 +195,7 @@ def topk_bars(top_k: list[dict], title: str = "", height: int | None = None) -> 
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True, automargin=True, tickvals=[0, 0.5, 1])
     fig.update_yaxes(automargin=True)
-    fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=10, t=30 if title else 6, b=6),
+    fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=24, t=30 if title else 6, b=6),
                       font=FONT, template="plotly_white", showlegend=False,
                       title=dict(text=title, x=0, font=dict(size=13)) if title else None)
     return fig
