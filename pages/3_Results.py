@@ -98,7 +98,10 @@ if not rep.finished:
 cfg, run = rep.config, rep.run
 head = cfg.get("head") or {}
 st.markdown(f"{common.status_badge(status)} &nbsp; **{row['label']}**")
-if status != "done":
+if status in ("running", "cancelling", "queued"):
+    st.info(f"**This run's job is {status}**: training has finished, so the trained model is shown; the "
+            "compressed variants appear here as they are built.", icon=":material/autorenew:")
+elif status != "done":
     why = row.get("error") or rep.error or status
     st.warning(f"**This run's job {'was cancelled' if status == 'cancelled' else status}** ({why}). Training had "
                f"finished, so the trained model is shown with the {compressed_count(rep.variants)} compressed "

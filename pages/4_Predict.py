@@ -47,7 +47,7 @@ if list(st.query_params.get_all("variant")) != list(variants):      # the chosen
         st.query_params["variant"] = list(variants)
     elif "variant" in st.query_params:
         del st.query_params["variant"]
-if row["status"] != "done":
+if row["status"] not in ("done", "cancelling"):
     st.warning(f"This run's job **{row['status']}** after training ({row.get('error') or row['status']}): its trained "
                "model answers, and the compressed variants built before it stopped.", icon=":material/cancel:")
 if (note := ((rep.run.get("head_fit") or {}).get("small_data_note"))):

@@ -937,8 +937,10 @@ def test_the_limit_holds_across_processes_and_sessions_see_the_same_states(colou
         return at
 
     def seen(at: AppTest) -> dict:
-        table = next(d.value for d in at.dataframe if "job" in d.value.columns)
-        return {j: s for j, s in zip(table["job"], table["status"]) if j in ids}
+        """{job id: status} as the page's queue list shows them (one line per job: its badge ... `job id`)."""
+        import re
+        lines = [re.search(r"-badge\[:material/\w+: (\w+)\].*`(job-[0-9a-f]{10})`", m.value) for m in at.markdown]
+        return {m[2]: m[1] for m in lines if m and m[2] in ids}
 
     one, two = session(), session()                              # two browser sessions at once
     assert seen(one) == seen(two) == status

@@ -95,9 +95,10 @@ def learning_curves(epochs: list[dict], fine_tune_start: int | None = None, heig
             fig.add_vline(x=fine_tune_start + 0.5, line=dict(color="#d9822b", dash="dot", width=2), row=1, col=col)
         fig.add_annotation(x=fine_tune_start + 0.5, y=1.0, yref="y2 domain", xref="x2", text="fine-tuning starts",
                            showarrow=False, xanchor="left", font=dict(color="#d9822b", size=12))
-    fig.update_xaxes(title_text="epoch", rangemode="tozero")
+    fig.update_xaxes(title_text="epoch", rangemode="tozero", tick0=0, dtick=max(1, round(len(x) / 6)) if x else 1)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1.0], side="right", row=1, col=2)
+    # (the accuracy ticks on the right: on a phone they would otherwise sit on the loss plot)
     _layout(fig, height)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="center", x=0.5),
                       margin=dict(l=10, r=10, t=30, b=10))
@@ -194,7 +195,7 @@ def topk_bars(top_k: list[dict], title: str = "", height: int | None = None) -> 
                            hovertemplate="%{y}: %{x:.2%}<extra></extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", showgrid=True, automargin=True, tickvals=[0, 0.5, 1])
     fig.update_yaxes(automargin=True)
-    fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=10, t=30 if title else 6, b=6),
+    fig.update_layout(height=height or (60 + 34 * len(classes)), margin=dict(l=10, r=24, t=30 if title else 6, b=6),
                       font=FONT, template="plotly_white", showlegend=False,
                       title=dict(text=title, x=0, font=dict(size=13)) if title else None)
     return fig

@@ -69,7 +69,9 @@ def stages_table(run: dict, region: str) -> pd.DataFrame | None:
 
 def methods(records: list[dict]) -> str:
     """How the energy figures of `records` were obtained, in one line (said once, under the table, not per row)."""
-    found = list(dict.fromkeys(r.get("method", "") for r in records if r and r.get("method")))
+    import re
+    found = list(dict.fromkeys(re.sub(r"\b\d+(\.\d+)?\s+(?=CPU-seconds)", "", r.get("method", ""))
+                               for r in records if r and r.get("method")))     # "estimated: CPU-seconds x 10 W ..."
     return "; ".join(found) or "not metered"
 
 

@@ -162,6 +162,9 @@ def job_panel(job: dict) -> None:
                                               " after training: its run keeps the trained model and the variants "
                                               "built so far, and reads \"cancelled\" on every page." if trained
                                               else "."))
+        if trained and st.button("Open its results", key=f"open-{job['id']}", icon=":material/insights:"):
+            choose("run_id", job["run_id"])
+            st.switch_page("pages/3_Results.py", query_params={"run": job["run_id"]})
 
     log = jobs_mod.read_log(job["id"]) or job.get("log_tail") or ""
     with st.expander("Job log", expanded=status in ("failed", "interrupted")):
@@ -236,7 +239,7 @@ def sidebar_status() -> None:
             st.caption("No jobs running.")
         for j in open_jobs[:3]:
             frac = float(j["progress"].get("fraction") or 0)
-            st.caption(f"{j['status']} · {j['progress'].get('message') or j['status']}")
+            st.caption(f"**{job_label(j)}** · {j['status']} · {j['progress'].get('message') or j['status']}")
             st.progress(min(frac, 1.0))
         if bool(open_jobs) != active_now:
             st.rerun(scope="app")
