@@ -12,18 +12,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 SHARED = ("packages", "weights", "cache")
-SAME_WORKER = {"test_predict": "test_compression", "test_export": "test_compression"}   # they reuse its compressed run
-
-
-@pytest.hookimpl(tryfirst=True)                       # before pytest-xdist reads the marks
-def pytest_collection_modifyitems(items):
-    """With pytest-xdist, each test file runs on one worker (its module fixtures are built once), and files that
-    share a session artefact run on the same one."""
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        item.add_marker(pytest.mark.xdist_group(SAME_WORKER.get(module, module)))
-
-
 DATASET_VARS = ("LAB_CIFAR10", "LAB_CATS_VS_DOGS", "LAB_VEHICLE_REAR", "LAB_FASHION_MNIST", "LAB_BASIC_SHAPES",
                 "LAB_ANIMALS10")
 

@@ -443,8 +443,8 @@ def reconcile() -> list[str]:
             # a worker started moments ago may not have its pid row yet; the row is written with the spawn
             msg = (f"the worker process (pid {job['pid']}) is gone without a result: it was killed, "
                    "or the machine or app restarted")
-            _mark_run(job["run_id"], "interrupted", msg)                        # the run first, then the job
-            if _finish(job["id"], "interrupted", error=msg, from_status=("running",)):
+            if _finish(job["id"], "interrupted", error=msg, from_status=("running",)):   # not if it just ended
+                _mark_run(job["run_id"], "interrupted", msg)
                 changed.append(job["id"])
     if changed or (queued and len(active) < max_concurrent()):
         schedule()
