@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+
+from .batch import render_all
 from PIL import Image, ImageDraw, ImageFilter
 
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle")
@@ -38,13 +40,7 @@ def generate(n_per_class: int, size: int = 128, seed: int = 0,
     Labels are class-interleaved (0, 1, 2, 0, 1, 2, ...). Image i is drawn from
     `np.random.default_rng([seed, i])`; seed must be a non-negative integer.
     """
-    labels = np.tile(np.arange(len(CLASS_NAMES), dtype=np.int64), n_per_class)
-    images = np.empty((len(labels), size, size, 3), dtype=np.uint8)
-    for i, label in enumerate(labels):
-        images[i] = render(int(label), size, np.random.default_rng([seed, i]))
-        if progress is not None and (i % 40 == 39 or i == len(labels) - 1):
-            progress((i + 1) / len(labels))          # `progress(fraction)`: e.g. a dashboard's progress bar
-    return images, labels
+    return render_all(render, len(CLASS_NAMES), n_per_class, size, seed, progress)
 
 
 def render(label: int, size: int, rng: np.random.Generator) -> np.ndarray:
