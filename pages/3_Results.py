@@ -359,25 +359,34 @@ with t_dl:
     st.markdown("**A bundle that runs elsewhere**")
     st.caption("One ZIP per variant: the model (TFLite variants take plain RGB pixels: the preprocessing is inside), "
                "labels.txt, metadata.json (input size, colour order, the exact preprocessing, class names, the "
-               "accuracy, size and latency measured here), a README and predict.py, which needs only ai-edge-litert, "
-               "numpy and pillow. The same as `python -m core export RUN_ID --variant NAME --out FILE.zip`.")
+               "accuracy, size and latency measured here), a README and predict.py, which needs only ai-edge-litert "
+               "(onnxruntime for ONNX), numpy and pillow. The same as `python -m core export RUN_ID --variant NAME "
+               "--out FILE.zip [--format onnx]`.")
     names = [v["name"] for v in rep.variants if v.get("files") or v["name"] == "original"]
     a, b = st.columns([3, 2], vertical_alignment="bottom")
     first = S.get("cm_variant") if S.get("cm_variant") in names else ("tflite_int8" if "tflite_int8" in names
                                                                       else names[0])
     pick = a.selectbox("Variant to export", names, index=names.index(first), key="export_variant")
-    bundle = rep.folder / "exports" / f"{pick}.zip"
+    keras_variant = pick == "original" or any(str(f).endswith(".keras") for f in
+                                              next(v for v in rep.variants if v["name"] == pick).get("files") or [])
+    fmt = a.radio("Format", ["native", "onnx"], horizontal=True, key="export_format",
+                  format_func={"native": "TFLite / Keras (as the variant is)",
+                               "onnx": "ONNX (onnxruntime, preprocessing inside)"}.get,
+                  help="ONNX is offered for Keras variants (original, pruned, clustered); it is checked against "
+                       "the lab's model on the test images before it is written.") if keras_variant else "native"
+    stem = f"{pick}-onnx" if fmt == "onnx" else pick
+    bundle = rep.folder / "exports" / f"{stem}.zip"
     if not bundle.is_file() and b.button("Build the bundle", icon=":material/package_2:", width="stretch"):
         from core.errors import LabError
         from core.export import export_bundle
         try:
-            with st.spinner(f"Exporting {pick} (a TFLite variant is converted again with its preprocessing inside)…"):
-                export_bundle(run_id, pick, bundle)
+            with st.spinner(f"Exporting {pick} (converted again with its preprocessing inside where it can be)…"):
+                export_bundle(run_id, pick, bundle, fmt)
         except LabError as e:
             st.error(f"**Cannot export {pick}:** {e}")
     if bundle.is_file():
-        b.download_button(f"Download {pick}.zip", bundle.read_bytes(), f"{run_id}-{pick}.zip", "application/zip",
-                          key=f"bundle-{pick}", icon=":material/download:", width="stretch", on_click="ignore")
+        b.download_button(f"Download {stem}.zip", bundle.read_bytes(), f"{run_id}-{stem}.zip", "application/zip",
+                          key=f"bundle-{stem}", icon=":material/download:", width="stretch", on_click="ignore")
     st.markdown("**Model files**")
     from core.models.backbones import preprocessing_words
     size = cfg.get("image_size")
