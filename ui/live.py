@@ -135,7 +135,7 @@ def _answers(live, variants: list[str], active: bool) -> None:
                     help="Each frame is answered by every chosen variant in turn; while they work, newer frames "
                          "replace the waiting one (dropped, never queued), so answers stay current.")
         st.caption(f"frames received {s['frames_in']} · classified {s['frames_classified']} · "
-                   f"dropped {s['frames_dropped']}")
+                   f"dropped {s['frames_dropped']}" + ("" if active else " · stopped: these are the last answers"))
         cols = st.columns(len(variants), gap="small")
         for col, v in zip(cols, variants):
             got = s["variants"][v]
