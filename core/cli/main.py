@@ -51,9 +51,12 @@ def backbones(args) -> None:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--carbon-region", help="grid region for CO2e (a code from the list this command prints)")
     p.add_argument("--cpu-watts-per-core", type=float, help="watts per busy CPU core for energy estimates")
+    p.add_argument("--live-video", choices=("on", "off"), help="offer the Predict page's live camera (WebRTC)")
+    p.add_argument("--ice-servers", help="STUN/TURN servers for live video: URLs separated by commas, or a JSON "
+                                         "list of {urls, username, credential}; '' for none (the default)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core)", _settings_args)
+@command("show or change the lab settings (carbon region, watts per busy core, live video)", _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
     from core.store import settings as lab_settings
@@ -67,14 +70,22 @@ def settings(args) -> None:
         if not 0 < args.cpu_watts_per_core < 1000:
             raise LabError("cpu-watts-per-core must be between 0 and 1000")
         changes["cpu_watts_per_core"] = args.cpu_watts_per_core
+    if args.live_video is not None:
+        changes["live_video"] = args.live_video == "on"
+    if args.ice_servers is not None:
+        changes["ice_servers"] = args.ice_servers
+        lab_settings.ice_servers_from(args.ice_servers)          # refuse a bad value before saving it
     if changes:
         lab_settings.save(**changes)
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
-           "cpu_watts_per_core": energy.watts_per_core(),
+           "cpu_watts_per_core": energy.watts_per_core(), "live_video": lab_settings.live_video(),
+           "ice_servers": lab_settings.ice_servers(),
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
-                                   f"{o['cpu_watts_per_core']:g} W per busy core\nregions: "
+                                   f"{o['cpu_watts_per_core']:g} W per busy core\n"
+                                   f"live video {'on' if o['live_video'] else 'off'}, ICE servers: "
+                                   f"{', '.join(u for s in o['ice_servers'] for u in s['urls']) or 'none'}\nregions: "
                                    + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
 
 
