@@ -205,6 +205,7 @@ def sweep_scatter(points: list[dict], x: str, y: str, front_2d: list[int], x_tit
                   x_scale: float = 1.0, x_fmt: str = ":,.3g", title: str = "") -> go.Figure:
     """Every variant of every run of a sweep: one colour per run, stars on the front over all the objectives, and the
     front on the two shown axes as a dashed line. Points without a value on an axis are left out (log axis)."""
+    import math
     fig = go.Figure()
     shown = [(i, p) for i, p in enumerate(points) if (p.get(x) or 0) > 0 and p.get(y) is not None]
     runs = list(dict.fromkeys(p["run_id"] for _, p in shown))
@@ -214,6 +215,7 @@ def sweep_scatter(points: list[dict], x: str, y: str, front_2d: list[int], x_tit
             x=[p[x] * x_scale for _, p in pts], y=[p[y] for _, p in pts], mode="markers", cliponaxis=False,
             name=str(pts[0][1].get("run_label") or run_id), legendgroup=run_id,
             marker=dict(color=PALETTE[k % len(PALETTE)], size=[15 if p.get("on_front") else 10 for _, p in pts],
+                        opacity=0.85,                         # identical points of two runs show both colours
                         symbol=["star" if p.get("on_front") else "circle" for _, p in pts],
                         line=dict(color="white", width=1)),
             customdata=[[p["variant"], p.get("run_label") or run_id, "on the front" if p.get("on_front") else ""]
@@ -226,7 +228,9 @@ def sweep_scatter(points: list[dict], x: str, y: str, front_2d: list[int], x_tit
                         name="front on these axes", line=dict(color="#d9822b", dash="dash", width=2, shape="hv"),
                         hoverinfo="skip", cliponaxis=False)
     (lo, hi), ticks = accuracy_axis([float(p[y]) for _, p in shown])
-    fig.update_xaxes(title_text=x_title, type="log")
+    xs = [math.log10(p[x] * x_scale) for _, p in shown]
+    pad = max((max(xs) - min(xs)) * 0.08, 0.05) if xs else 0.0
+    fig.update_xaxes(title_text=x_title, type="log", range=[min(xs) - pad, max(xs) + pad] if xs else None)
     fig.update_yaxes(title_text=y_title, tickformat=".0%", range=[lo, hi], tickvals=ticks)
     _layout(fig, 460, title=dict(text=title, x=0, font=dict(size=14)) if title else None)
     fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11)),
