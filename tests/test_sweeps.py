@@ -199,3 +199,28 @@ def test_a_sweep_is_cancelled_as_a_whole(sweep):
         job = wait_for_job(j, lambda job: job["status"] in jobs.FINISHED, 60, what="cancelled")
         assert job["status"] == "cancelled", job
     assert jobs.sweep_status(out["group"])["open"] is False
+
+
+def test_the_train_page_plans_starts_and_cancels_a_sweep(sweep):
+    from streamlit.testing.v1 import AppTest
+    os.environ.setdefault("LAB_NO_WARMUP", "1")
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=180)
+    at.switch_page("pages/2_Train.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.multiselect(key="sweep_backbones").set_value(["mlp"])
+    at.multiselect(key="sweep_sizes").set_value([16, 24])
+    at.text_input(key="sweep_heads").set_value("linear,abc").run()
+    assert any("This sweep cannot run" in e.value and "head 'abc'" in e.value for e in at.error)
+    assert at.button(key="sweep_start").disabled
+    at.text_input(key="sweep_heads").set_value("linear,16").run()
+    assert "**Sweep: 4 run(s) over input size, head**" in [m.value for m in at.markdown]
+    at.number_input(key="sweep_epochs").set_value(50)
+    at.button(key="sweep_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    latest = jobs.list_sweeps()[0]
+    assert latest["group"] != sweep["group"] and len(latest["jobs"]) == 4
+    assert at.session_state["sweep_group"] == latest["group"]
+    at.button(key="sweep_cancel").click().run()                    # the whole sweep, from its own button
+    for j in latest["jobs"]:
+        assert wait_for_job(j, lambda job: job["status"] in jobs.FINISHED, 60)["status"] == "cancelled"
