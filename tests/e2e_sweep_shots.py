@@ -33,21 +33,25 @@ def shots(home: Path, out: Path, group: str | None = None) -> list[Path]:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for width in (1400, 400):
-                pg = browser.new_page(viewport={"width": width, "height": 1000})
+                pg = browser.new_page(viewport={"width": width, "height": 2000})   # Streamlit scrolls inside itself
                 pg.set_default_timeout(90_000)
                 pg.goto(f"http://127.0.0.1:{port}/Results?sweep={group}")
                 pg.get_by_text("The front").first.wait_for()
                 _idle(pg)
-                chart = pg.locator("[data-testid='stPlotlyChart']").first
-                chart.scroll_into_view_if_needed()
+                section = pg.locator("[data-testid='stExpander']", has_text="The front").first
+                section.scroll_into_view_if_needed()
                 time.sleep(1.5)
                 out.mkdir(parents=True, exist_ok=True)
                 path = out / f"sweep-pareto-{width}.png"
-                box = chart.bounding_box()
-                pg.screenshot(path=str(path), clip={"x": 0, "y": max(box["y"] - 140, 0), "width": width,
-                                                    "height": box["height"] + 640}) if box else pg.screenshot(
-                    path=str(path), full_page=True)
+                section.screenshot(path=str(path))
                 saved.append(path)
+                if width == 1400:                                   # the same sweep against latency
+                    section.get_by_text("latency", exact=True).first.click()
+                    _idle(pg)
+                    time.sleep(1.5)
+                    path = out / "sweep-pareto-latency-1400.png"
+                    section.screenshot(path=str(path))
+                    saved.append(path)
                 pg.close()
             browser.close()
     finally:
