@@ -224,3 +224,45 @@ def test_the_train_page_plans_starts_and_cancels_a_sweep(sweep):
     at.button(key="sweep_cancel").click().run()                    # the whole sweep, from its own button
     for j in latest["jobs"]:
         assert wait_for_job(j, lambda job: job["status"] in jobs.FINISHED, 60)["status"] == "cancelled"
+
+
+def test_check_set_scores_join_the_report_where_a_run_has_them(sweep, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from core.data.checksets import attach
+    from core.data.synth import shapes
+    from core.evaluation.checkset import score_run
+    from core.evaluation.pareto import DEFAULT_OBJECTIVES
+    from core.jobs.sweeps import sweep_report
+    rng = np.random.default_rng([4, 2])
+    for k, name in enumerate(shapes.CLASS_NAMES):                    # "photos" the runs never trained on
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(shapes.render(k, 64, rng)).save(tmp_path / "photos" / name / f"{i}.png")
+    run_id = next(r["id"] for r in group_runs(sweep["group"]) if r["summary"]["sweep"]["compression"] == "float32")
+    attach("shapes", str(tmp_path / "photos"))
+    try:
+        scored = score_run(run_id)
+    finally:
+        attach("shapes", None)                                       # other tests see shapes without a check set
+    rep = sweep_report(sweep["group"])
+    assert rep["has_check_set"]
+    for p in rep["points"]:
+        want = scored[p["variant"]]["accuracy"] if p["run_id"] == run_id else None
+        assert p["check_accuracy"] == want, p
+    objs = DEFAULT_OBJECTIVES + ("check_accuracy",)
+    pts = sweep_report(sweep["group"], objs)["points"]
+    for p in pts:
+        assert p["on_front"] == (not any(dominates(q, p, objs) for q in pts if q is not p)), p
+    from streamlit.testing.v1 import AppTest                          # Results: accuracy on the check set
+    os.environ.setdefault("LAB_NO_WARMUP", "1")
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=180)
+    at.session_state["sweep_group"] = sweep["group"]
+    at.switch_page("pages/3_Results.py")
+    at.run()
+    at.radio(key="w_sweep_y").set_value("check-set accuracy").run()
+    assert not at.exception, [e.value for e in at.exception]
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if "check-set" in json.loads(c.proto.spec)["layout"]["yaxis"]["title"]["text"])
+    assert sum(len(t["x"]) for t in chart["data"] if t.get("mode") == "markers") == 2   # the scored run's two

@@ -55,7 +55,7 @@ def train_section(techniques: list[dict]) -> None:
                               format_func=lambda n: backbones[n]["title"])
     sizes = c.multiselect("Input sizes (px)", SIZES, default=[96], key="sweep_sizes")
     a, b, c = st.columns(3)
-    taps = a.multiselect("Features from", ["auto", "last", "multi"], default=["auto"], key="sweep_taps",
+    taps = a.multiselect("Taps (features from)", ["auto", "last", "multi"], default=["auto"], key="sweep_taps",
                          format_func={"auto": "auto", "last": "last layer", "multi": "several depths"}.get)
     heads = b.text_input("Heads", "linear", key="sweep_heads",
                          help="Comma-separated: 'linear', or hidden sizes joined by '-' (128-64); a pooling may "
@@ -64,10 +64,11 @@ def train_section(techniques: list[dict]) -> None:
     comp = c.multiselect("Compression sets", sets, default=["none"], key="sweep_compression",
                          format_func=lambda s: f"{s} ({SET_WORDS[s]})" if s in SET_WORDS else s)
     a, b, c, d = st.columns(4)
-    epochs = a.number_input("Max epochs", 1, 500, 10, key="sweep_epochs")
+    epochs = a.number_input("Max epochs of each run", 1, 500, 10, key="sweep_epochs")
     sample_on = b.toggle("Random sample", key="sweep_sample_on", help="Train N of the combinations, chosen by the seed.")
     n = c.number_input("Sample size N", 1, 200, 4, key="sweep_sample", disabled=not sample_on)
-    seed = d.number_input("Seed", 0, 10_000, 0, key="sweep_seed")
+    seed = d.number_input("Sweep seed", 0, 10_000, 0, key="sweep_seed",
+                          help="Seeds the sample and every run's split and training.")
     axes = {"dataset": datasets, "backbone": chosen_bb, "image_size": [str(s) for s in sizes], "taps": taps,
             "head": heads, "compression": comp}
     from core.errors import LabError
