@@ -6,7 +6,7 @@ import streamlit as st
 
 from core.evaluation.compare import COLUMNS, cell_note, compressed_count, confusion_pairs, misclassified_for, variant_notes
 from core.evaluation import energy
-from ui import common, energy_view, run_views
+from ui import common, energy_view, run_views, sweep_view
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
 
@@ -27,6 +27,9 @@ with st.expander(f"All runs ({len(runs)})", expanded=len(runs) <= 10):
         st.caption(common.run_facts(r))
     if len(runs) > SHOWN_RUNS:
         st.caption(f"… and {len(runs) - SHOWN_RUNS} older runs: choose them in the Run list below.")
+
+sweep_view.results_section(S.get("carbon_region") if S.get("carbon_region") in energy.CARBON_INTENSITY
+                           else energy.region())
 
 ids = [r["id"] for r in runs]
 by_id = {r["id"]: r for r in runs}

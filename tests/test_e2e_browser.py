@@ -47,6 +47,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Stop a server started in its own session: SIGTERM to its group, SIGKILL after 10 s."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     """A real `streamlit run` with its own, empty lab home (download/feature caches shared to stay fast)."""
@@ -71,11 +80,7 @@ def app(tmp_path_factory):
         proc.kill()
         pytest.fail("streamlit did not start: " + (home / "streamlit.log").read_text()[-3000:])
     yield url, home
-    os.killpg(proc.pid, 15)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
+    stop_server(proc)
     log.close()
     with _lab_home(home):          # stop any job the app started that is still running (none should be)
         from core import jobs

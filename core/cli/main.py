@@ -113,6 +113,8 @@ def train(args) -> None:
     from core.training.train import train as run_training
     cfg = config_from_args(args)
     summary = run_training(cfg, progress=_print_progress if not args.quiet else (lambda e: None), run_id=args.run_id)
+    from core.export.mlflow_log import after_run
+    after_run(summary["run_id"])                   # MLflow, when LAB_MLFLOW_URI is set; never raises
     keys = ("run_id", "status", "test_accuracy", "macro_f1", "weights", "train_seconds", "num_train", "num_val",
             "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "taps", "head_fit", "warnings")
     out = {k: summary[k] for k in keys}
@@ -261,7 +263,8 @@ def _load_command_modules() -> None:
 
 
 COMMAND_MODULES: tuple[str, ...] = ("core.cli.jobs", "core.cli.presets", "core.cli.compression",
-                                       "core.cli.checkset", "core.cli.export")
+                                       "core.cli.checkset", "core.cli.export", "core.cli.sweeps",
+                                       "core.cli.tracking")
 
 
 def main(argv: list[str] | None = None) -> int:
