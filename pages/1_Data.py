@@ -72,6 +72,7 @@ elif source == builder.SOURCE:
     dataset = builder.section()             # None until the dataset made here can be trained on
     if dataset is None:
         st.stop()
+    st.markdown("#### As the lab splits it")
 else:
     key = common.remember("folder_path", "")
     path = st.text_input("Folder path", key=key, on_change=common.save, args=("folder_path",),

@@ -20,6 +20,7 @@ S = st.session_state
 SOURCE = "Make a dataset"                   # the Data page's source that shows this
 NEW = "➕ New dataset…"
 THUMB = 96                                  # thumbnail width, px
+CAMERA_WIDTH = 560                          # px: the live picture and its button, beside nothing else
 SHOW = 60                                   # thumbnails shown per class before "show all"
 
 
@@ -206,17 +207,22 @@ def _header(ds: LabDataset, counts: dict[str, int], problems: list[str]) -> None
                        icon=":material/task_alt:")
 
 
+ADD_WAYS = ["Upload images", "Camera"]
+
+
 def _adders(name: str, cls: str) -> None:
-    up_tab, cam_tab = st.tabs([":material/upload: Upload images", ":material/photo_camera: Camera"])
-    with up_tab:
+    way = st.segmented_control("Add by", ADD_WAYS, key=common.remember("made_way", ADD_WAYS[0], ADD_WAYS),
+                               on_change=common.save, args=("made_way",), label_visibility="collapsed",
+                               format_func=lambda w: f":material/{'upload' if w == ADD_WAYS[0] else 'photo_camera'}: {w}")
+    if way == "Camera":
+        key = f"made_cam_{S.get('made_cam_n', 0)}"
+        st.camera_input(f"Snapshots into {cls}: each photo you take is added at once", key=key, resolution="480p",
+                        width=CAMERA_WIDTH, **_cb(_snapshot, name, cls, key))
+    else:
         key = f"made_up_{S.get('made_upload_n', 0)}"
         st.file_uploader(f"Images for {cls}", type=sorted(s.lstrip(".") for s in IMAGE_SUFFIXES),
                          accept_multiple_files=True, key=key, max_upload_size=uploads.upload_limit_mb(),
                          **_cb(_uploaded, name, cls, key))
-    with cam_tab:
-        key = f"made_cam_{S.get('made_cam_n', 0)}"
-        st.camera_input(f"Snapshot into {cls}: each photo you take is added at once", key=key, resolution="480p",
-                        **_cb(_snapshot, name, cls, key))
 
 
 def _class_grid(ds: LabDataset, cls: str, classes: list[str], n: int) -> None:

@@ -60,4 +60,4 @@ def get_dataset(name_or_path: str) -> DatasetSpec:
 
 
 __all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSpec", "LabDataset", "MIN_IMAGES_PER_CLASS", "Samples", "all_datasets",
-           "get_dataset", "register"]
+           "get_dataset", "is_made", "register"]
