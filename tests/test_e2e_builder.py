@@ -95,8 +95,11 @@ def test_make_a_dataset_in_the_browser_train_it_and_keep_it(home, browser, tmp_p
         # one class from a multi-file upload
         pg.get_by_role("radio", name="drawn (0)").click()
         _idle(pg)
-        pg.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(_images(tmp_path / "up"))
-        pg.get_by_text(f"Added {N} image(s) to drawn").wait_for()
+        broken = tmp_path / "broken.png"
+        broken.write_bytes(b"\x89PNG\r\n\x1a\n truncated")               # refused, with the reason; the rest added
+        pg.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+            _images(tmp_path / "up") + [str(broken)])
+        pg.get_by_text(f"Added {N} image(s) to drawn. Refused: broken.png: not a readable image").wait_for()
         assert _count(root / "drawn") == N
 
         # the other from camera snapshots, one after another: each is added exactly once

@@ -65,25 +65,28 @@ def _add_class(name: str) -> None:
     _changed()
 
 
-def _add(name: str, cls: str, items: list[tuple[str, bytes]], what: str) -> None:
-    got = LabDataset(name).add_images(cls, items)
-    text = f"Added {len(got.added)} {what} to **{cls}**." if got.added else f"Nothing added to **{cls}**."
-    if got.refused:
-        text += " Refused: " + "; ".join(f"`{f}`: {why}" for f, why in got.refused[:10])
-        text += f" (and {len(got.refused) - 10} more)" if len(got.refused) > 10 else ""
-    _note("warning" if got.refused else "success", text)
+def _add(name: str, cls: str, items: list[tuple[str, bytes]], what: str, refused: list[str] | None = None) -> None:
+    """Add images to a class; the note says how many, and each refused file with the reason."""
+    got = LabDataset(name).add_images(cls, items) if items else None
+    why = (refused or []) + [f"`{f}`: {r}" for f, r in (got.refused if got else [])]
+    text = f"Added {len(got.added)} {what} to **{cls}**." if got and got.added else f"Nothing added to **{cls}**."
+    if why:
+        text += " Refused: " + "; ".join(why[:10]) + (f" (and {len(why) - 10} more)" if len(why) > 10 else "")
+    _note("warning" if why else "success", text)
     _changed()
 
 
 def _uploaded(name: str, cls: str, key: str) -> None:
     ups = S.get(key) or []
     S["made_upload_n"] = S.get("made_upload_n", 0) + 1          # a fresh, empty uploader next time
-    big = [m for up in ups if (m := uploads.too_large(up))]
-    items = [(up.name, up.getvalue()) for up in ups if not uploads.too_large(up)]
-    if items:
-        _add(name, cls, items, "image(s)")
-    if big:
-        _note("error", "Refused: " + "; ".join(big))
+    items, big = [], []
+    for up in ups:
+        if refused := uploads.too_large(up):
+            big.append(refused)
+        else:
+            items.append((up.name, up.getvalue()))
+    if ups:
+        _add(name, cls, items, "image(s)", big)
 
 
 def _snapshot(name: str, cls: str, key: str) -> None:
@@ -141,9 +144,7 @@ def section() -> str | None:
     """The "Make a dataset" builder. Returns the chosen dataset's name once it can be trained on, else None."""
     made = list_made()
     options = [NEW, *made]
-    focus = S.get("made_focus") or {}
-    if focus.get("dataset") in made:
-        S["made_dataset"] = focus["dataset"]
+    focus = S.get("made_focus") or {}                # an image opened from Results (which chose its dataset)
     key = common.remember("made_dataset", made[-1] if made else NEW, options, url="made")
     note = S.pop("made_note", None)
     name = st.selectbox("Dataset made here", options, key=key, on_change=common.save, args=("made_dataset",),
