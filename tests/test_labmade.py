@@ -48,6 +48,8 @@ def test_make_edit_and_use_a_dataset(fresh_home):
     s = spec.load()
     assert s.class_names == ["green-cube", "red_ball"] and np.bincount(s.labels).tolist() == [12, 12]
     fp0 = s.fingerprint
+    from core.data.prepare import prepare
+    assert np.bincount(prepare("My_Toys", 16).labels).tolist() == [12, 12]        # (now in the image cache)
 
     # a mislabelled image moved to its class: the labels and the fingerprint (the caches' key) follow
     wrong = ds.images("red_ball")[0]
@@ -55,7 +57,7 @@ def test_make_edit_and_use_a_dataset(fresh_home):
     ds.move_image("red_ball", wrong, "green-cube")
     assert ds.counts() == {"green-cube": 13, "red_ball": 11} and ds.locate(f"red_ball/{wrong}") is None
     fp1 = spec.load().fingerprint
-    assert fp1 != fp0
+    assert fp1 != fp0 and np.bincount(prepare("My_Toys", 16).labels).tolist() == [13, 11]   # not a stale cache
     ds.remove_image("green-cube", wrong)
     fp2 = get_dataset("My_Toys").load().fingerprint
     assert fp2 not in (fp0, fp1)
@@ -152,3 +154,6 @@ def test_two_images_per_class_is_said_too_few_and_the_cli_agrees(fresh_home, cap
     assert cli("check-dataset", "tiny")["usable"]
     row = next(r for r in cli("datasets") if r["name"] == "tiny")
     assert row["editable"] and row["available"] and row["classes"] == ["a", "b"]
+    run = cli("train", "--dataset", "tiny", "--backbone", "mlp", "--image-size", "16", "--epochs", "20", "--quiet")
+    assert run["dataset"] == "tiny" and run["num_train"] + run["num_val"] + run["num_test"] == 22
+    assert run["test_accuracy"] >= 0.75                          # dark red vs dark blue: easy (4 test images)
