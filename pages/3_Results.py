@@ -6,7 +6,8 @@ import streamlit as st
 
 from core.evaluation.compare import COLUMNS, cell_note, compressed_count, confusion_pairs, misclassified_for, variant_notes
 from core.evaluation import energy
-from ui import common, energy_view, run_views, sweep_view
+from core.data.datasets import DATASETS
+from ui import builder, common, energy_view, run_views, sweep_view
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
 
@@ -298,29 +299,35 @@ with t_cm:
                                     on_change=common.save, args=("cm_pair",))
                 true_c, pred_c = pair.split(" → ")
                 wrong = misclassified_for(v.get("misclassified") or [], true_c, pred_c)
-                try:
-                    images, ids = common.test_images(rep)       # a view: each image below is picked by index
-                except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
-                    images, ids = None, None
-                    st.caption(f"The test images cannot be shown here: {e}")
-                shown_imgs, caps = [], []
-                pos = None
-                for item in wrong[:24]:
-                    k = item.get("index")
-                    if k is None or (ids is not None and k >= len(ids)):
-                        if pos is None:                  # only for predictions stored without their index
-                            pos = {i: n for n, i in enumerate(ids or [])}
-                        k = pos.get(item.get("id"))
-                    if images is not None and k is not None and k < len(images):
-                        shown_imgs.append(images[k])
-                        conf = item.get("confidence")
-                        caps.append(f"{item.get('id', k)}" + (f" · {conf:.0%}" if conf is not None else ""))
-                if shown_imgs:
-                    st.image(shown_imgs, caption=caps, width=110)
-                    if len(wrong) > 24:
-                        st.caption(f"… and {len(wrong) - 24} more")
-                elif images is not None:
-                    st.caption(f"{len(wrong)} image(s); none could be located in the test split.")
+                if builder.editable(rep.config.get("dataset")):     # made here: from disk, each can be fixed
+                    builder.misclassified(rep.config["dataset"], wrong)
+                else:
+                    st.caption("Read-only here: " + ("a built-in dataset." if rep.config.get("dataset") in DATASETS
+                               else "data given by path or ZIP (fix labels where it lives).")
+                               + " Datasets made on the Data page can have their labels fixed from here.")
+                    try:
+                        images, ids = common.test_images(rep)       # a view: each image below is picked by index
+                    except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
+                        images, ids = None, None
+                        st.caption(f"The test images cannot be shown here: {e}")
+                    shown_imgs, caps = [], []
+                    pos = None
+                    for item in wrong[:24]:
+                        k = item.get("index")
+                        if k is None or (ids is not None and k >= len(ids)):
+                            if pos is None:                  # only for predictions stored without their index
+                                pos = {i: n for n, i in enumerate(ids or [])}
+                            k = pos.get(item.get("id"))
+                        if images is not None and k is not None and k < len(images):
+                            shown_imgs.append(images[k])
+                            conf = item.get("confidence")
+                            caps.append(f"{item.get('id', k)}" + (f" · {conf:.0%}" if conf is not None else ""))
+                    if shown_imgs:
+                        st.image(shown_imgs, caption=caps, width=110)
+                        if len(wrong) > 24:
+                            st.caption(f"… and {len(wrong) - 24} more")
+                    elif images is not None:
+                        st.caption(f"{len(wrong)} image(s); none could be located in the test split.")
 
 # ------------------------------------------------------------------ per-class report
 with t_class:

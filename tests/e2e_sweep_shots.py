@@ -14,28 +14,23 @@ import sys
 import time
 from pathlib import Path
 
-from tests.test_e2e_browser import ARGS, CHROMIUM, REPO, _free_port, _idle, _lab_home, stop_server, sync_api
+from tests.test_e2e_browser import ARGS, CHROMIUM, _idle, _lab_home, start_app, stop_app, sync_api
 
 
 def shots(home: Path, out: Path, group: str | None = None) -> list[Path]:
     with _lab_home(home):
         from core.jobs import list_sweeps
         group = group or list_sweeps()[0]["group"]
-    port = _free_port()
-    env = dict(os.environ, LAB_HOME=str(home), LAB_NO_WARMUP="1")
-    log = open(home / "streamlit-shots.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-                             "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=REPO, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    os.environ["LAB_NO_WARMUP"] = "1"
+    proc, url = start_app(home)
     saved = []
     try:
-        time.sleep(4)
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             for width in (1400, 400):
                 pg = browser.new_page(viewport={"width": width, "height": 2000})   # Streamlit scrolls inside itself
                 pg.set_default_timeout(90_000)
-                pg.goto(f"http://127.0.0.1:{port}/Results?sweep={group}")
+                pg.goto(f"{url}/Results?sweep={group}")
                 pg.get_by_text("The front").first.wait_for()
                 _idle(pg)
                 section = pg.locator("[data-testid='stExpander']", has_text="The front").first
@@ -55,8 +50,7 @@ def shots(home: Path, out: Path, group: str | None = None) -> list[Path]:
                 pg.close()
             browser.close()
     finally:
-        stop_server(proc)
-        log.close()
+        stop_app(proc)
     return saved
 
 

@@ -35,8 +35,8 @@ def _print_progress(ev) -> None:
 
 @command("list datasets and whether they are available here")
 def datasets(args) -> None:
-    from core.data.datasets import DATASETS
-    rows = [s.info() for s in DATASETS.values()]
+    from core.data.datasets import all_datasets
+    rows = [s.info() for s in all_datasets().values()]
     emit(rows, args.json, lambda r: "\n".join(
         f"{d['name']:26s} {'yes' if d['available'] else 'no ':3s}  {d['title']}  ({d['availability']})" for d in r))
 
@@ -121,7 +121,7 @@ def train(args) -> None:
     emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
 
 
-@command("check a class folder or .zip: classes, counts, skipped files, problems (exit 2 if unusable)",
+@command("check a dataset (by name), class folder or .zip: classes, counts, skipped files, problems (exit 2 if unusable)",
          lambda p: p.add_argument("path"))
 def check_dataset(args) -> int:
     from core.data.check import check_dataset as check
