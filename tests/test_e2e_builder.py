@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import REPO, lab_home_with_shared_caches
 from tests.test_e2e_browser import ARGS, CHROMIUM, JOB_TIMEOUT, _idle, start_app, stop_app, sync_api
+from tests.test_e2e_live import start_live
 
 SHOTS = Path(os.environ.get("SHOTS16", "/tmp/shots16"))
 CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
@@ -173,6 +174,9 @@ def test_make_a_dataset_in_the_browser_train_it_and_keep_it(home, browser, tmp_p
         pg.goto(url + "/Data?source=Make+a+dataset")
         pg.get_by_text(f"camera · {N} images").wait_for()
         pg.get_by_text(f"drawn · {N} images").wait_for()
+        # and the model trained on it classifies the (fake) webcam live: its frames are the "camera" class
+        start_live(pg, url, run["id"])
+        pg.get_by_text("→ camera", exact=True).first.wait_for(timeout=10_000)
     finally:
         stop_app(proc)
     out = subprocess.run([sys.executable, "-m", "core", "check-dataset", "gestures", "--json"], cwd=REPO, env=env,

@@ -68,6 +68,27 @@ def _open_live(pg, lab) -> None:
     _idle(pg)
 
 
+def start_live(pg, url: str, run_id: str):
+    """Open Predict's live camera for a run, press Start, and wait (no other click) until at least three more frames
+    are classified; return (first counts, later counts, seconds from Start, the video frame)."""
+    _open_live(pg, {"url": url, "run_id": run_id})
+    pg.get_by_text("Press Start live camera").wait_for(timeout=90_000)
+    pg.get_by_text("no STUN/TURN server is used").wait_for()
+    frame = pg.frame_locator("iframe[title*='streamlit_webrtc']")
+    frame.get_by_role("button", name="Start live camera").click()
+    t0 = time.time()
+    pg.get_by_text(COUNTS).first.wait_for(timeout=30_000)
+    first = _counts(pg)
+    while time.time() - t0 < 30 and _counts(pg)[1] < first[1] + 3:       # nothing clicked since Start
+        time.sleep(0.5)
+    later = _counts(pg)
+    took = time.time() - t0
+    print(f"live: first answers {first}, then {later} after {took:.1f} s from Start")
+    assert later[1] >= first[1] + 3 and later[0] > first[0], (first, later)
+    assert took < 30, took
+    return first, later, took, frame
+
+
 def _take_photo(pg) -> None:
     """A snapshot from Chromium's fake camera (a click before its video plays takes nothing: try again)."""
     take = pg.get_by_role("button", name="Take Photo")
@@ -87,23 +108,9 @@ def test_live_camera_updates_without_a_click_for_two_variants(lab, page):
     pg = page
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
-    _open_live(pg, lab)
-    pg.get_by_text("Press Start live camera").wait_for(timeout=90_000)
+    first, later, took, frame = start_live(pg, lab["url"], lab["run_id"])
     chosen = pg.locator("[data-testid='stMultiSelect']").first.inner_text()
     assert "original" in chosen and "tflite_float32" in chosen, chosen
-    pg.get_by_text("no STUN/TURN server is used").wait_for()
-    frame = pg.frame_locator("iframe[title*='streamlit_webrtc']")
-    frame.get_by_role("button", name="Start live camera").click()
-    t0 = time.time()
-    pg.get_by_text(COUNTS).first.wait_for(timeout=30_000)
-    first = _counts(pg)
-    while time.time() - t0 < 30 and _counts(pg)[1] < first[1] + 3:       # nothing clicked since Start
-        time.sleep(0.5)
-    later = _counts(pg)
-    took = time.time() - t0
-    print(f"live: first answers {first}, then {later} after {took:.1f} s from Start")
-    assert later[1] >= first[1] + 3 and later[0] > first[0], (first, later)
-    assert took < 30, took
     for v in ("original", "tflite_float32"):                              # side by side, each with its bars
         box = pg.locator("[data-testid='stVerticalBlockBorderWrapper'], [data-testid='stVerticalBlock']").filter(
             has=pg.get_by_text(v, exact=True)).filter(has=pg.locator("[data-testid='stProgress']")).last
