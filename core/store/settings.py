@@ -1,7 +1,7 @@
 """Lab settings kept in LAB_HOME/settings.json (an environment variable of the same meaning wins).
 
-Only a few plain values live here, for what is a choice of the user rather than of a run: the carbon region
-and the power assumed per busy CPU core.
+Only a few plain values live here, for what is a choice of the user rather than of a run: the carbon region,
+the power assumed per busy CPU core, and where jobs run (the job backend and its Ray cluster, see core.jobs.backends).
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import os
 
 from .paths import lab_home
 
-ENV = {"carbon_region": "LAB_CARBON_REGION", "cpu_watts_per_core": "LAB_CPU_WATTS_PER_CORE"}
+ENV = {"carbon_region": "LAB_CARBON_REGION", "cpu_watts_per_core": "LAB_CPU_WATTS_PER_CORE",
+       "job_backend": "LAB_JOB_BACKEND", "ray_address": "LAB_RAY_ADDRESS", "ray_cpus_per_job": "LAB_RAY_CPUS_PER_JOB",
+       "ray_memory_mb_per_job": "LAB_RAY_MEMORY_MB_PER_JOB", "ray_node_home": "LAB_RAY_NODE_HOME"}
 
 
 def _path():
