@@ -51,9 +51,13 @@ def backbones(args) -> None:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--carbon-region", help="grid region for CO2e (a code from the list this command prints)")
     p.add_argument("--cpu-watts-per-core", type=float, help="watts per busy CPU core for energy estimates")
+    p.add_argument("--job-backend", choices=["local", "ray"], help="where jobs train: this machine (local) or a "
+                   "Ray cluster (ray; see README \"Scaling out\")")
+    p.add_argument("--ray-address", help="the Ray cluster for the ray backend: HOST:PORT, or auto (the cluster on "
+                   "this machine, else a private one per job)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core)", _settings_args)
+@command("show or change the lab settings (carbon region, watts per busy core, job backend)", _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
     from core.store import settings as lab_settings
@@ -67,14 +71,21 @@ def settings(args) -> None:
         if not 0 < args.cpu_watts_per_core < 1000:
             raise LabError("cpu-watts-per-core must be between 0 and 1000")
         changes["cpu_watts_per_core"] = args.cpu_watts_per_core
+    for key in ("job_backend", "ray_address"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key).strip()
     if changes:
         lab_settings.save(**changes)
+    from core.jobs.backends import backend_name
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
-           "cpu_watts_per_core": energy.watts_per_core(),
+           "cpu_watts_per_core": energy.watts_per_core(), "job_backend": backend_name(),
+           "ray_address": lab_settings.get("ray_address") or "auto",
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
-                                   f"{o['cpu_watts_per_core']:g} W per busy core\nregions: "
+                                   f"{o['cpu_watts_per_core']:g} W per busy core\njob backend {o['job_backend']}"
+                                   + (f" (Ray cluster {o['ray_address']})" if o['job_backend'] == "ray" else "")
+                                   + "\nregions: "
                                    + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
 
 

@@ -10,6 +10,7 @@ registry (this machine's worker) writes to it. Nothing here imports Ray.
 """
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 
 from core.errors import LabError
@@ -26,6 +27,14 @@ def backend_name() -> str:
     if name not in BACKENDS:
         where = "LAB_JOB_BACKEND" if settings.overridden("job_backend") else "the job_backend setting"
         raise LabError(f"unknown job backend '{name}' ({where}); one of {', '.join(BACKENDS)}")
+    return name
+
+
+def usable_backend() -> str:
+    """The active job backend, if it can run here: Ray must be installed for `ray` (checked without importing it)."""
+    name = backend_name()
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise LabError("the ray job backend needs Ray installed: run bin/setup --cluster (requirements-cluster.txt)")
     return name
 
 

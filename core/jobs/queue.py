@@ -148,7 +148,9 @@ def check_runnable(cfg: dict) -> None:
 
 def submit(spec: dict, start: bool = True) -> str:
     """Queue a job (its run id is assigned now, so it owns its run folder); start it if a slot is free."""
+    from .backends import usable_backend
     spec = validate_spec(spec)
+    usable_backend()                          # a misspelt backend, or Ray missing, is refused before queueing
     job_id = "job-" + secrets.token_hex(5)
     run_id = new_run_id()
     while run_dir_exists(run_id):

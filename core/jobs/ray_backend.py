@@ -24,6 +24,7 @@ import os
 import queue as queue_mod
 import secrets
 import shutil
+import signal
 import socket
 import tarfile
 import threading
@@ -284,6 +285,8 @@ def execute_on_ray(job: dict, reporter: worker.Reporter) -> tuple[str, str | Non
     try:
         opts = ray_options()
         private = _connect(opts)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, worker._on_sigterm)    # ray.init put its own (a crash report) in place
         if (problem := _unschedulable(opts)):
             return "failed", problem, None, True
         reporter.state = reporter.state | {"message": f"waiting for a Ray node with {_needs(opts)} free",

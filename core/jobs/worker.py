@@ -196,9 +196,9 @@ def run(job_id: str) -> int:
     print(f"[{time.strftime('%H:%M:%S')}] job {job_id} (pid {os.getpid()}): run {job['run_id']}", flush=True)
     reporter = Reporter(job_id, spec)
     reporter.flush()
-    from .backends import backend_name
+    from .backends import usable_backend
     try:
-        backend = backend_name()
+        backend = usable_backend()
     except LabError as e:
         status, error, result, own_run = "failed", str(e), None, True
     else:
