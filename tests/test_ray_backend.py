@@ -22,7 +22,7 @@ from core.store.runs import read_json, run_dir  # noqa: E402
 from tests.conftest import REPO, wait_for_job  # noqa: E402
 
 JOB_TIMEOUT = 240
-WORKER_CPUS = 2
+WORKER_CPUS = 3          # logical CPUs: the three jobs run at once (the machine has 2 cores)
 
 
 def _processes_mentioning(text: str) -> list[str]:
@@ -40,7 +40,7 @@ def _processes_mentioning(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node that runs no jobs (num_cpus=0, as the lab's own machine would) and one worker node with 2 CPUs,
+    """A head node that runs no jobs (num_cpus=0, as the lab's own machine would) and one worker node with 3 (logical) CPUs,
     all on 127.0.0.1, no dashboard, no usage stats. Shut down (and checked gone) at the end of the module."""
     from ray.cluster_utils import Cluster
     temp = tempfile.mkdtemp(prefix="labray-", dir="/tmp")       # short: Ray's socket paths must stay < 108 chars
@@ -78,12 +78,18 @@ def config(**cfg) -> dict:
             "head": {"dense": [16], "dropout": 0.0}} | cfg
 
 
-def submit_cli(*args: str) -> str:
-    out = subprocess.run([sys.executable, "-m", "core", "submit", "--dataset", "shapes", "--backbone", "mlp",
-                          "--image-size", "16", "--batch-size", "32", *args, "--json"], cwd=REPO,
-                         env=dict(os.environ), capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout.strip().splitlines()[-1])["id"]
+def submit_cli(*runs: tuple[str, ...]) -> list[str]:
+    """`python -m core submit` once per run (all at once, as three students would), returning the job ids."""
+    procs = [subprocess.Popen([sys.executable, "-m", "core", "submit", "--dataset", "shapes", "--backbone", "mlp",
+                               "--image-size", "16", "--batch-size", "32", *args, "--json"], cwd=REPO,
+                              env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for args in runs]
+    ids = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        ids.append(json.loads(out.strip().splitlines()[-1])["id"])
+    return ids
 
 
 def live(job: dict) -> bool:
@@ -101,9 +107,9 @@ def test_the_local_path_never_imports_ray():
 def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_ray):
     from streamlit.testing.v1 import AppTest
     t0 = time.monotonic()
-    ids = [submit_cli("--epochs", "3", "--name", "ray one", "--compress", "tflite_float32"),
-           submit_cli("--epochs", "3", "--name", "ray two"),
-           submit_cli("--epochs", "150", "--mode", "full", "--name", "ray long")]
+    ids = submit_cli(("--epochs", "3", "--name", "ray one", "--compress", "tflite_float32"),
+                     ("--epochs", "3", "--name", "ray two"),
+                     ("--epochs", "60", "--mode", "full", "--name", "ray long"))
     long_job = wait_for_job(ids[2], live, JOB_TIMEOUT, what="training on Ray")
     # the Train page's job view reads the registry: it shows the Ray job running, with its epochs so far
     at = AppTest.from_file(str(REPO / "pages" / "2_Train.py"), default_timeout=180)
@@ -132,7 +138,7 @@ def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_r
         assert job["progress"]["fraction"] == 1.0 and job["progress"]["ray_node"] == "127.0.0.1"
         assert "running on Ray node 127.0.0.1" in (folder / "job.log").read_text()     # the whole log, kept
     # the epoch history streamed while it ran (for the live curves) and was complete at the end
-    assert long_job["history"] and [e["epoch"] for e in done[2]["history"]] == list(range(1, 151))
+    assert long_job["history"] and [e["epoch"] for e in done[2]["history"]] == list(range(1, 61))
     # the compressed variant came back too: its file in the folder, its row in the registry
     variants = {v["name"]: v for v in registry.list_variants(done[0]["run_id"])}
     assert "tflite_float32" in variants
@@ -158,7 +164,8 @@ def test_cancel_stops_the_ray_task(on_ray):
     while Path(f"/proc/{ray_pid}").exists() and time.time() < end:
         time.sleep(0.2)
     assert not Path(f"/proc/{ray_pid}").exists(), "the Ray worker still runs after cancel"
-    assert "cancelled (the Ray task was stopped)" in jobs.read_log(job_id)
+    log = jobs.read_log(job_id)
+    assert "cancelled (the Ray task was stopped)" in log, log[-1500:]
 
 
 def test_a_job_no_node_can_take_fails_at_once_with_a_clear_message(on_ray, monkeypatch):
