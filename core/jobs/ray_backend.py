@@ -96,6 +96,8 @@ def _scratch_home(node_home: Path, job_id: str) -> tuple[Path, int]:
     base = node_home / SCRATCH
     base.mkdir(parents=True, exist_ok=True)
     for old in base.iterdir():
+        if old.name.startswith("."):
+            continue                                    # one being made (below)
         lock = old / ".lock"
         try:
             fd = os.open(lock, os.O_RDWR)
@@ -108,10 +110,13 @@ def _scratch_home(node_home: Path, job_id: str) -> tuple[Path, int]:
             pass                                        # still running
         finally:
             os.close(fd)
-    home = base / f"{job_id}-{secrets.token_hex(3)}"
-    home.mkdir()
-    fd = os.open(home / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    name = f"{job_id}-{secrets.token_hex(3)}"
+    making = base / f".{name}"
+    making.mkdir()
+    fd = os.open(making / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)                      # locked before any sweep can see it under its name
+    home = base / name
+    os.rename(making, home)
     for name in SHARED_DIRS:
         (node_home / name).mkdir(parents=True, exist_ok=True)
         (home / name).symlink_to((node_home / name).resolve(), target_is_directory=True)
@@ -243,6 +248,11 @@ def _stream(gen, opts: RayOptions):
         yield ray.get(ref)
 
 
+def _node_address(node_id: str) -> str | None:
+    """The address a node joined the cluster with (what `ray start --node-ip-address` gave), from the cluster."""
+    return next((n.get("NodeManagerAddress") for n in ray.nodes() if n.get("NodeID") == node_id), None)
+
+
 def _ray_failure(e: BaseException, node: str | None) -> str:
     where = f"the Ray node {node}" if node else "its Ray node"
     first = (str(e).strip().splitlines() or [""])[0][:300]
@@ -298,7 +308,8 @@ def execute_on_ray(job: dict, reporter: worker.Reporter) -> tuple[str, str | Non
         outcome = None
         for item in _stream(gen, opts):
             if item["kind"] == "started":
-                node, where = item["node"], {"backend": "ray", "ray_node": item["node"], "ray_pid": item["pid"]}
+                node = _node_address(item["node_id"]) or item["node"]
+                where = {"backend": "ray", "ray_node": node, "ray_pid": item["pid"]}
                 reporter.state = reporter.state | where | {"message": f"starting on Ray node {node}"}
                 reporter.flush()
                 print(f"[{time.strftime('%H:%M:%S')}] running on Ray node {node} (worker pid {item['pid']})",
@@ -311,6 +322,7 @@ def execute_on_ray(job: dict, reporter: worker.Reporter) -> tuple[str, str | Non
                 reporter.flush()
             elif item["kind"] == "outcome":
                 outcome = item
+        worker._hold_sigterm()              # the job has ended: a late cancel must not cut the unpacking short
         if outcome is None:
             return "failed", "the Ray task ended without an outcome", None, True
         if outcome.get("archive"):
