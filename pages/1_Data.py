@@ -1,4 +1,5 @@
-"""Data: choose a built-in dataset, upload a ZIP of class folders, or give a folder path; see what is in it."""
+"""Data: choose a built-in dataset, upload a ZIP of class folders, give a folder path, or make a dataset here (upload
+images, take camera snapshots); see what is in it."""
 from __future__ import annotations
 
 import re
@@ -8,11 +9,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from ui import charts, common, uploads
+from ui import builder, charts, common, uploads
 
 common.page("Data", ":material/dataset:", "The images the lab learns from: one folder per class. Pick one here; the Train page uses it.")
 
-SOURCES = ["Built-in dataset", "Upload a ZIP", "Folder on this machine"]
+SOURCES = ["Built-in dataset", "Upload a ZIP", "Folder on this machine", builder.SOURCE]
 PREVIEW_SIZE = common.DEFAULT_IMAGE_SIZE
 SAMPLES_PER_CLASS = 8
 from core.data.datasets import MIN_IMAGES_PER_CLASS as MIN_PER_CLASS  # noqa: E402
@@ -36,7 +37,7 @@ source = source or SOURCES[0]
 dataset: str | None = None
 
 if source == SOURCES[0]:
-    names = list(infos)
+    names = [n for n, d in infos.items() if not d.get("editable")]
     current = st.session_state.get("dataset")
     key = common.remember("builtin_dataset", current if current in infos else names[0], names, url="dataset")
     name = st.selectbox("Dataset", names, key=key, on_change=common.save, args=("builtin_dataset",),
@@ -67,6 +68,11 @@ elif source == SOURCES[1]:
     elif st.session_state.get("uploaded_dataset"):
         dataset = st.session_state["uploaded_dataset"]
         st.caption(f"Using the last upload: `{common.dataset_label(dataset)}`")
+elif source == builder.SOURCE:
+    dataset = builder.section()             # None until the dataset made here can be trained on
+    if dataset is None:
+        st.stop()
+    st.markdown("#### As the lab splits it")
 else:
     key = common.remember("folder_path", "")
     path = st.text_input("Folder path", key=key, on_change=common.save, args=("folder_path",),

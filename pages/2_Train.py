@@ -6,7 +6,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.training.head_fit import SMALL_PER_CLASS
-from ui import common, presets_view
+from ui import common, presets_view, sweep_view
 from ui.jobs_view import live_jobs_section
 
 common.page("Train", ":material/model_training:", "Training runs as a background job: refresh or leave the page at any time, "
@@ -14,7 +14,6 @@ common.page("Train", ":material/model_training:", "Training runs as a background
 
 S = st.session_state
 SIZES = [16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 299]
-QUICK_TECHNIQUES = ("tflite_float16", "tflite_dynamic", "tflite_int8")
 HEAVY = ("pruning", "clustering", "qat", "pqat", "pruning_int8", "clustering_int8")
 LRS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 
@@ -34,6 +33,9 @@ if common.presets_info():
     with st.expander("Reproduce a report: start a preset", icon=":material/playlist_play:"):
         if presets_view.starter("train"):
             st.rerun()
+
+with st.expander("Sweep: a grid of runs, compared on one trade-off chart", icon=":material/grid_view:"):
+    sweep_view.train_section(techniques)
 
 with st.container(border=True):
     st.markdown("#### New run")
@@ -143,6 +145,7 @@ with st.container(border=True):
     if techniques:
         tnames = [t["name"] for t in techniques]
         titles = {t["name"]: t["title"] for t in techniques}
+        from core.compression.sets import QUICK_TECHNIQUES
         quick = [t for t in QUICK_TECHNIQUES if t in tnames]
         modes = {"Standard": "the lab's default set", "Quick": "TFLite conversions only",
                  "Custom": "choose techniques", "None": "no compression"}

@@ -6,7 +6,8 @@ import streamlit as st
 
 from core.evaluation.compare import COLUMNS, cell_note, compressed_count, confusion_pairs, misclassified_for, variant_notes
 from core.evaluation import energy
-from ui import common, energy_view, run_views
+from core.data.datasets import DATASETS
+from ui import builder, common, energy_view, run_views, sweep_view
 
 common.page("Results", ":material/insights:", "Every run, and for one run: how it learned, what compression did to it, and where it errs.")
 
@@ -27,6 +28,9 @@ with st.expander(f"All runs ({len(runs)})", expanded=len(runs) <= 10):
         st.caption(common.run_facts(r))
     if len(runs) > SHOWN_RUNS:
         st.caption(f"… and {len(runs) - SHOWN_RUNS} older runs: choose them in the Run list below.")
+
+sweep_view.results_section(S.get("carbon_region") if S.get("carbon_region") in energy.CARBON_INTENSITY
+                           else energy.region())
 
 ids = [r["id"] for r in runs]
 by_id = {r["id"]: r for r in runs}
@@ -295,29 +299,35 @@ with t_cm:
                                     on_change=common.save, args=("cm_pair",))
                 true_c, pred_c = pair.split(" → ")
                 wrong = misclassified_for(v.get("misclassified") or [], true_c, pred_c)
-                try:
-                    images, ids = common.test_images(rep)       # a view: each image below is picked by index
-                except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
-                    images, ids = None, None
-                    st.caption(f"The test images cannot be shown here: {e}")
-                shown_imgs, caps = [], []
-                pos = None
-                for item in wrong[:24]:
-                    k = item.get("index")
-                    if k is None or (ids is not None and k >= len(ids)):
-                        if pos is None:                  # only for predictions stored without their index
-                            pos = {i: n for n, i in enumerate(ids or [])}
-                        k = pos.get(item.get("id"))
-                    if images is not None and k is not None and k < len(images):
-                        shown_imgs.append(images[k])
-                        conf = item.get("confidence")
-                        caps.append(f"{item.get('id', k)}" + (f" · {conf:.0%}" if conf is not None else ""))
-                if shown_imgs:
-                    st.image(shown_imgs, caption=caps, width=110)
-                    if len(wrong) > 24:
-                        st.caption(f"… and {len(wrong) - 24} more")
-                elif images is not None:
-                    st.caption(f"{len(wrong)} image(s); none could be located in the test split.")
+                if builder.editable(rep.config.get("dataset")):     # made here: from disk, each can be fixed
+                    builder.misclassified(rep.config["dataset"], wrong)
+                else:
+                    st.caption("Read-only here: " + ("a built-in dataset." if rep.config.get("dataset") in DATASETS
+                               else "data given by path or ZIP (fix labels where it lives).")
+                               + " Datasets made on the Data page can have their labels fixed from here.")
+                    try:
+                        images, ids = common.test_images(rep)       # a view: each image below is picked by index
+                    except Exception as e:  # noqa: BLE001 - the data may be gone (e.g. a deleted folder)
+                        images, ids = None, None
+                        st.caption(f"The test images cannot be shown here: {e}")
+                    shown_imgs, caps = [], []
+                    pos = None
+                    for item in wrong[:24]:
+                        k = item.get("index")
+                        if k is None or (ids is not None and k >= len(ids)):
+                            if pos is None:                  # only for predictions stored without their index
+                                pos = {i: n for n, i in enumerate(ids or [])}
+                            k = pos.get(item.get("id"))
+                        if images is not None and k is not None and k < len(images):
+                            shown_imgs.append(images[k])
+                            conf = item.get("confidence")
+                            caps.append(f"{item.get('id', k)}" + (f" · {conf:.0%}" if conf is not None else ""))
+                    if shown_imgs:
+                        st.image(shown_imgs, caption=caps, width=110)
+                        if len(wrong) > 24:
+                            st.caption(f"… and {len(wrong) - 24} more")
+                    elif images is not None:
+                        st.caption(f"{len(wrong)} image(s); none could be located in the test split.")
 
 # ------------------------------------------------------------------ per-class report
 with t_class:
@@ -359,25 +369,34 @@ with t_dl:
     st.markdown("**A bundle that runs elsewhere**")
     st.caption("One ZIP per variant: the model (TFLite variants take plain RGB pixels: the preprocessing is inside), "
                "labels.txt, metadata.json (input size, colour order, the exact preprocessing, class names, the "
-               "accuracy, size and latency measured here), a README and predict.py, which needs only ai-edge-litert, "
-               "numpy and pillow. The same as `python -m core export RUN_ID --variant NAME --out FILE.zip`.")
+               "accuracy, size and latency measured here), a README and predict.py, which needs only ai-edge-litert "
+               "(onnxruntime for ONNX), numpy and pillow. The same as `python -m core export RUN_ID --variant NAME "
+               "--out FILE.zip [--format onnx]`.")
     names = [v["name"] for v in rep.variants if v.get("files") or v["name"] == "original"]
     a, b = st.columns([3, 2], vertical_alignment="bottom")
     first = S.get("cm_variant") if S.get("cm_variant") in names else ("tflite_int8" if "tflite_int8" in names
                                                                       else names[0])
     pick = a.selectbox("Variant to export", names, index=names.index(first), key="export_variant")
-    bundle = rep.folder / "exports" / f"{pick}.zip"
+    keras_variant = pick == "original" or any(str(f).endswith(".keras") for f in
+                                              next(v for v in rep.variants if v["name"] == pick).get("files") or [])
+    fmt = a.radio("Format", ["native", "onnx"], horizontal=True, key="export_format",
+                  format_func={"native": "TFLite / Keras (as the variant is)",
+                               "onnx": "ONNX (onnxruntime, preprocessing inside)"}.get,
+                  help="ONNX is offered for Keras variants (original, pruned, clustered); it is checked against "
+                       "the lab's model on the test images before it is written.") if keras_variant else "native"
+    stem = f"{pick}-onnx" if fmt == "onnx" else pick
+    bundle = rep.folder / "exports" / f"{stem}.zip"
     if not bundle.is_file() and b.button("Build the bundle", icon=":material/package_2:", width="stretch"):
         from core.errors import LabError
         from core.export import export_bundle
         try:
-            with st.spinner(f"Exporting {pick} (a TFLite variant is converted again with its preprocessing inside)…"):
-                export_bundle(run_id, pick, bundle)
+            with st.spinner(f"Exporting {pick} (converted again with its preprocessing inside where it can be)…"):
+                export_bundle(run_id, pick, bundle, fmt)
         except LabError as e:
             st.error(f"**Cannot export {pick}:** {e}")
     if bundle.is_file():
-        b.download_button(f"Download {pick}.zip", bundle.read_bytes(), f"{run_id}-{pick}.zip", "application/zip",
-                          key=f"bundle-{pick}", icon=":material/download:", width="stretch", on_click="ignore")
+        b.download_button(f"Download {stem}.zip", bundle.read_bytes(), f"{run_id}-{stem}.zip", "application/zip",
+                          key=f"bundle-{stem}", icon=":material/download:", width="stretch", on_click="ignore")
     st.markdown("**Model files**")
     from core.models.backbones import preprocessing_words
     size = cfg.get("image_size")

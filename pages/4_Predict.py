@@ -1,4 +1,5 @@
-"""Predict: upload images or take a snapshot, pick a run and variants, compare top-k answers and latency."""
+"""Predict: upload images, take a snapshot or classify the live camera; pick a run and variants, compare top-k
+answers and latency."""
 from __future__ import annotations
 
 import numpy as np
@@ -12,7 +13,7 @@ from ui.predicting import predict_many, topk_figure, topk_key
 common.page("Predict", ":material/image_search:", "Give the trained models new images and compare what each variant answers, and how fast.")
 
 S = st.session_state
-SOURCES = ["Upload images", "Camera snapshot", "Samples from the test set"]
+SOURCES = ["Upload images", "Camera snapshot", "Live camera", "Samples from the test set"]
 MAX_IMAGES = 12
 
 runs = common.trained_runs()
@@ -85,6 +86,16 @@ if source == SOURCES[0]:
         st.caption(f"Only the first {MAX_IMAGES} images are used.")
 elif source == SOURCES[1]:
     shot = st.camera_input("Take a snapshot", key="predict_camera")
+    if shot is not None:
+        items.append(("camera snapshot", shot.getvalue()))
+elif source == SOURCES[2]:
+    from ui import live
+    reason = live.unavailable()
+    if reason is None:
+        reason = live.stream(run_id, variants, int(top_k))      # None: the live stream is on the page
+        if reason is None:
+            st.stop()
+    shot = live.snapshot_fallback(reason)
     if shot is not None:
         items.append(("camera snapshot", shot.getvalue()))
 else:

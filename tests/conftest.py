@@ -1,6 +1,7 @@
 """Tests run against a throw-away LAB_HOME; the download/feature caches are shared with artifacts/ to stay fast."""
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,26 @@ def wait_for_job(job_id: str, pred, timeout: float, reconcile: bool = True, what
                 f"{jobs.read_log(job_id)[-3000:]}")
 
 
+@contextmanager
+def across_workers(name: str):
+    """A folder shared by every pytest-xdist worker of this session, held under an exclusive lock: the first worker
+    builds what goes in it, the others wait and reuse it (pytest-xdist's documented recipe for session data)."""
+    import fcntl
+    folder = Path(os.environ["LAB_TEST_SHARED"]) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def lab_home(tmp_path_factory):
     """A fresh lab home per test session; weights, packages and caches are symlinked to the shared ones."""
+    base = tmp_path_factory.getbasetemp()
+    os.environ["LAB_TEST_SHARED"] = str(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base)
     home = lab_home_with_shared_caches(tmp_path_factory.mktemp("labhome"))
     old = os.environ.get("LAB_HOME")
     os.environ["LAB_HOME"] = str(home)

@@ -272,3 +272,29 @@ def test_reruns_are_cheap_for_a_classroom(finished_run, monkeypatch):
     assert len(images) == len(ids) > 0
     assert np.shares_memory(images[0], images._data.images)             # a view into the shared array
     assert ids[0] == images._data.ids[images.indices[0]]
+
+
+def test_predict_live_camera_falls_back_when_the_component_cannot_start(finished_run):
+    """AppTest has no real server for streamlit-webrtc to attach to: the component fails, as it would on a server
+    that cannot serve it, and the page says so and offers snapshots in its place."""
+    at = open_page("pages/4_Predict.py", predict_run=finished_run, predict_source="Live camera")
+    assert "Live camera" in [o.content for o in at.get("button_group")[0].proto.options]
+    warning = "\n".join(w.value for w in at.warning)
+    assert "Snapshots instead of live video:** the live video component did not start" in warning, warning
+    assert len(at.get("camera_input")) == 1
+    live = at.session_state["live_classifier"][1]          # the models were loaded for the chosen variants
+    assert live.variants == ["original", "tflite_float32"] and live.run_id == finished_run
+
+
+@pytest.mark.parametrize("why", ["package", "setting"])
+def test_predict_live_camera_falls_back_to_snapshots(finished_run, monkeypatch, why):
+    import sys
+    if why == "package":
+        monkeypatch.setitem(sys.modules, "streamlit_webrtc", None)          # import fails as if not installed
+    else:
+        monkeypatch.setenv("LAB_LIVE_VIDEO", "off")
+    at = open_page("pages/4_Predict.py", predict_run=finished_run, predict_source="Live camera")
+    warning = "\n".join(w.value for w in at.warning)
+    assert "Snapshots instead of live video" in warning
+    assert ("streamlit-webrtc package is not installed" if why == "package" else "switched off") in warning
+    assert len(at.get("camera_input")) == 1 and "live_classifier" not in at.session_state

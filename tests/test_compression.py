@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
 
 from core.errors import LabError
+from tests.conftest import across_workers
 
 TECHNIQUES = ["pruning", "clustering", "tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8",
               "tflite_int8_io", "pruning_int8", "pqat"]
@@ -21,23 +23,38 @@ OPTIONS = {"pqat": {"epochs": 1}, "clustering": {"epochs": 1, "lr": 5e-5}, "tfli
 
 
 def compressed_run() -> dict:
-    """Train shapes/MobileNetV2 at 96 px and compress it once per test session.
+    """Train shapes/MobileNetV2 at 96 px and compress it once per test session, for every xdist worker.
 
-    The result is kept in the session's LAB_HOME, not in a Python cache: pytest may import this module twice
-    (as a test module and from test_predict.py) and both must share one run.
+    The first worker builds it and leaves a copy of the run folder in the session's shared folder; a worker that
+    needs it later copies that folder into its own LAB_HOME. The result is kept in the LAB_HOME, not in a Python
+    cache: pytest may import this module twice (as a test module and from test_predict.py) and both must share it.
     """
     from core.compression import compress
     from core.config import HeadConfig, TrainConfig
-    from core.store.paths import lab_home
+    from core.store import registry
+    from core.store.paths import lab_home, runs_dir
     from core.store.runs import read_json, write_json
     from core.training.train import train
     cache = lab_home() / "test_compression_result.json"
     if cache.is_file():
         return read_json(cache)
-    summary = train(TrainConfig(dataset="shapes", image_size=96, head=HeadConfig(taps="multi")))   # several depths
-    assert summary["taps"]["used"] == "multi" and len(summary["taps"]["layers"]) == 4
-    assert summary["weights"].startswith("imagenet"), "the packaged ImageNet weights should be used"
-    result = compress(summary["run_id"], TECHNIQUES, OPTIONS)
+    with across_workers("compressed_run") as shared:
+        if (shared / "result.json").is_file():           # built by another worker: its folder and registry rows
+            result = read_json(shared / "result.json")
+            shutil.copytree(shared / "run", runs_dir() / result["run_id"], symlinks=True)
+            rows = read_json(shared / "rows.json")
+            registry.upsert_run(result["run_id"], rows["run"]["summary"],
+                                **{k: rows["run"][k] for k in registry.RUN_COLUMNS})
+            registry.replace_variants(result["run_id"], [v["data"] for v in rows["variants"]])
+        else:
+            summary = train(TrainConfig(dataset="shapes", image_size=96, head=HeadConfig(taps="multi")))
+            assert summary["taps"]["used"] == "multi" and len(summary["taps"]["layers"]) == 4   # several depths
+            assert summary["weights"].startswith("imagenet"), "the packaged ImageNet weights should be used"
+            result = compress(summary["run_id"], TECHNIQUES, OPTIONS)
+            shutil.copytree(runs_dir() / result["run_id"], shared / "run", symlinks=True)
+            write_json(shared / "rows.json", {"run": registry.get_run(result["run_id"]),
+                                              "variants": registry.list_variants(result["run_id"])})
+            write_json(shared / "result.json", result)
     write_json(cache, result)
     return read_json(cache)
 

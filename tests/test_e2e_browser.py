@@ -47,17 +47,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    """A real `streamlit run` with its own, empty lab home (download/feature caches shared to stay fast)."""
-    home = lab_home_with_shared_caches(tmp_path_factory.mktemp("e2e-home"))
-    port = _free_port()
+def start_app(home: Path, port: int | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run` of the app on `home` (a free port unless given); returns the process and its URL."""
+    port = port or _free_port()
     env = dict(os.environ, LAB_HOME=str(home), LAB_MAX_CONCURRENT_JOBS="1", PYTHONUNBUFFERED="1")
-    log = open(home / "streamlit.log", "wb")
+    log = open(home / "streamlit.log", "ab")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
                              "--server.address", "127.0.0.1", "--server.port", str(port)],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    log.close()                     # the child has its own copy
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
@@ -70,13 +68,25 @@ def app(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start: " + (home / "streamlit.log").read_text()[-3000:])
-    yield url, home
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop_app(proc: subprocess.Popen) -> None:
+    """Stop a server started in its own session: SIGTERM to its group, SIGKILL after 10 s."""
     os.killpg(proc.pid, 15)
     try:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
-    log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    """A real `streamlit run` with its own, empty lab home (download/feature caches shared to stay fast)."""
+    home = lab_home_with_shared_caches(tmp_path_factory.mktemp("e2e-home"))
+    proc, url = start_app(home)
+    yield url, home
+    stop_app(proc)
     with _lab_home(home):          # stop any job the app started that is still running (none should be)
         from core import jobs
         for j in jobs.list_jobs(50, jobs.OPEN, reconcile_first=False):

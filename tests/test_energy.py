@@ -89,3 +89,32 @@ def test_settings_command_sets_the_region_and_power(monkeypatch, tmp_path, capsy
     assert energy.region() == "FR" and energy.watts_per_core() == 7.5
     assert main(["settings", "--carbon-region", "Atlantis"]) == 2
     assert "unknown carbon region" in capsys.readouterr().err and energy.region() == "FR"
+
+
+def test_live_video_settings_and_ice_servers(monkeypatch, tmp_path, capsys):
+    import json
+
+    from core.cli.main import main
+    from core.errors import LabError
+    from core.store import settings
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    for var in ("LAB_LIVE_VIDEO", "LAB_ICE_SERVERS"):
+        monkeypatch.delenv(var, raising=False)
+    assert settings.live_video() and settings.ice_servers() == []          # default: on, no server contacted
+    assert main(["settings", "--live-video", "off", "--ice-servers", "stun:stun.example.org:3478, "
+                 "turn:turn.example.org:3478", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["live_video"] is False and out["ice_servers"] == [{"urls": ["stun:stun.example.org:3478"]},
+                                                                 {"urls": ["turn:turn.example.org:3478"]}]
+    turn = '[{"urls": "turns:turn.example.org:443", "username": "lab", "credential": "s3cret"}]'
+    monkeypatch.setenv("LAB_ICE_SERVERS", turn)                             # the environment wins
+    monkeypatch.setenv("LAB_LIVE_VIDEO", "on")
+    assert settings.live_video() and settings.ice_servers() == [
+        {"urls": ["turns:turn.example.org:443"], "username": "lab", "credential": "s3cret"}]
+    monkeypatch.setenv("LAB_ICE_SERVERS", "http://example.org")
+    with pytest.raises(LabError, match="not a STUN/TURN server"):
+        settings.ice_servers()
+    monkeypatch.delenv("LAB_ICE_SERVERS")
+    assert main(["settings", "--ice-servers", "[{broken"]) == 2                # refused, nothing saved
+    assert "not valid JSON" in capsys.readouterr().err and len(settings.ice_servers()) == 2
+    assert main(["settings", "--ice-servers", ""]) == 0 and settings.ice_servers() == []

@@ -199,3 +199,56 @@ def topk_bars(top_k: list[dict], title: str = "", height: int | None = None) -> 
                       font=FONT, template="plotly_white", showlegend=False,
                       title=dict(text=title, x=0, font=dict(size=13)) if title else None)
     return fig
+
+
+def sweep_scatter(points: list[dict], x: str, y: str, front_2d: list[int], x_title: str, y_title: str,
+                  x_scale: float = 1.0, x_fmt: str = ":,.3g", title: str = "") -> go.Figure:
+    """Every variant of every run of a sweep: one colour per run, stars on the front over all the objectives, and the
+    front on the two shown axes as a dashed line. Points without a value on an axis are left out (log axis)."""
+    import math
+    fig = go.Figure()
+    shown = [(i, p) for i, p in enumerate(points) if (p.get(x) or 0) > 0 and p.get(y) is not None]
+    runs = list(dict.fromkeys(p["run_id"] for p in points))        # a run keeps its colour on every axis
+    seen: set[tuple] = set()
+
+    def symbol(p: dict) -> str:
+        """A star on the front; a ring around a point drawn already at the same place (two runs that differ only
+        in their compression share their original model), so neither hides the other."""
+        spot = (round(float(p[x]), 9), round(float(p[y]), 9))
+        again = spot in seen
+        seen.add(spot)
+        return ("star-open" if again else "star") if p.get("on_front") else ("circle-open" if again else "circle")
+    for k, run_id in enumerate(runs):
+        pts = [(i, p) for i, p in shown if p["run_id"] == run_id]
+        if not pts:
+            continue
+        symbols = [symbol(p) for _, p in pts]
+        order = sorted(range(len(pts)), key=lambda j: symbols[j].endswith("-open"))   # the legend shows the first
+        pts, symbols = [pts[j] for j in order], [symbols[j] for j in order]
+        fig.add_scatter(
+            x=[p[x] * x_scale for _, p in pts], y=[p[y] for _, p in pts], mode="markers", cliponaxis=False,
+            name=str(pts[0][1].get("run_label") or run_id), legendgroup=run_id,
+            marker=dict(color=PALETTE[k % len(PALETTE)], symbol=symbols,
+                        size=[(15 if p.get("on_front") else 10) + (8 if s.endswith("-open") else 0)
+                              for (_, p), s in zip(pts, symbols)],
+                        line=dict(color=[PALETTE[k % len(PALETTE)] if s.endswith("-open") else "white"
+                                         for s in symbols], width=[2.5 if s.endswith("-open") else 1
+                                                                   for s in symbols])),
+            customdata=[[p["variant"], p.get("run_label") or run_id, "on the front" if p.get("on_front") else ""]
+                        for _, p in pts],
+            hovertemplate=f"<b>%{{customdata[1]}}</b><br>%{{customdata[0]}}<br>{x_title}: %{{x{x_fmt}}}<br>"
+                          f"{y_title}: %{{y:.2%}}<br>%{{customdata[2]}}<extra></extra>")
+    line = [i for i in front_2d if (points[i].get(x) or 0) > 0 and points[i].get(y) is not None]
+    if line:
+        fig.add_scatter(x=[points[i][x] * x_scale for i in line], y=[points[i][y] for i in line], mode="lines",
+                        name="front on these axes", line=dict(color="#d9822b", dash="dash", width=2, shape="hv"),
+                        hoverinfo="skip", cliponaxis=False)
+    (lo, hi), ticks = accuracy_axis([float(p[y]) for _, p in shown])
+    xs = [math.log10(p[x] * x_scale) for _, p in shown]
+    pad = max((max(xs) - min(xs)) * 0.08, 0.05) if xs else 0.0
+    fig.update_xaxes(title_text=x_title, type="log", range=[min(xs) - pad, max(xs) + pad] if xs else None)
+    fig.update_yaxes(title_text=y_title, tickformat=".0%", range=[lo, hi], tickvals=ticks)
+    _layout(fig, 460, title=dict(text=title, x=0, font=dict(size=14)) if title else None)
+    fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.2, xanchor="left", x=0, font=dict(size=11),
+                                  itemsizing="constant"), margin=dict(l=10, r=20, t=50, b=10))
+    return fig

@@ -166,8 +166,9 @@ def choose(key: str, value) -> None:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def datasets_info() -> list[dict]:
-    from core.data.datasets import DATASETS
-    return [s.info() for s in DATASETS.values()]
+    """Every dataset known by name (built in, made in the lab); `datasets_info.clear()` after making one."""
+    from core.data.datasets import all_datasets
+    return [s.info() for s in all_datasets().values()]
 
 
 @st.cache_data(ttl=60, show_spinner=False)
@@ -222,11 +223,18 @@ def preset_plan(name: str, quick: bool) -> dict:
         return {"runnable": False, "messages": [str(e)], "runs": []}
 
 
-@st.cache_resource(show_spinner=False, max_entries=6)
 def prepared(dataset: str, size: int, seed: int = 0, split: tuple | None = None):
-    """A PreparedData (arrays shared read-only by all sessions; LabError propagates)."""
+    """A PreparedData (arrays shared read-only by all sessions; LabError propagates); read again when a dataset
+    made in the lab changes."""
+    from core.data.datasets import get_dataset, is_made
+    stamp = get_dataset(dataset).load().fingerprint if is_made(dataset) else ""
+    return _prepared(dataset, size, seed, tuple(split) if split else None, stamp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _prepared(dataset: str, size: int, seed: int, split: tuple | None, stamp: str):
     from core.data.prepare import prepare
-    return prepare(dataset, size, seed, tuple(split) if split else None)
+    return prepare(dataset, size, seed, split)
 
 
 def _path_stamp(dataset: str) -> str:

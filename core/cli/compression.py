@@ -60,6 +60,8 @@ def compress(args) -> None:
     techniques = [t.strip() for t in args.techniques.split(",") if t.strip()] if args.techniques is not None else None
     result = run_compress(args.run_id, techniques, parse_assignments(args.options),
                           progress=(lambda e: None) if args.quiet else _print_progress, threads=args.threads)
+    from core.export.mlflow_log import after_run
+    after_run(args.run_id)                          # MLflow (the new variants), when LAB_MLFLOW_URI is set
     if args.json:
         extra = ("macro_f1", "loss", "params", "sparsity_all", "throughput_ips", "eval_images_per_s", "max_prob_diff",
                  "temperature", "ece", "ece_calibrated", "build_seconds", "seconds", "notes", "files")

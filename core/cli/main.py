@@ -35,8 +35,8 @@ def _print_progress(ev) -> None:
 
 @command("list datasets and whether they are available here")
 def datasets(args) -> None:
-    from core.data.datasets import DATASETS
-    rows = [s.info() for s in DATASETS.values()]
+    from core.data.datasets import all_datasets
+    rows = [s.info() for s in all_datasets().values()]
     emit(rows, args.json, lambda r: "\n".join(
         f"{d['name']:26s} {'yes' if d['available'] else 'no ':3s}  {d['title']}  ({d['availability']})" for d in r))
 
@@ -51,13 +51,17 @@ def backbones(args) -> None:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--carbon-region", help="grid region for CO2e (a code from the list this command prints)")
     p.add_argument("--cpu-watts-per-core", type=float, help="watts per busy CPU core for energy estimates")
+    p.add_argument("--live-video", choices=("on", "off"), help="offer the Predict page's live camera (WebRTC)")
+    p.add_argument("--ice-servers", help="STUN/TURN servers for live video: URLs separated by commas, or a JSON "
+                                         "list of {urls, username, credential}; '' for none (the default)")
     p.add_argument("--job-backend", choices=["local", "ray"], help="where jobs train: this machine (local) or a "
                    "Ray cluster (ray; see README \"Scaling out\")")
     p.add_argument("--ray-address", help="the Ray cluster for the ray backend: HOST:PORT, or auto (the cluster on "
                    "this machine, else a private one per job)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core, job backend)", _settings_args)
+@command("show or change the lab settings (carbon region, watts per busy core, live video, job backend)",
+         _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
     from core.store import settings as lab_settings
@@ -71,6 +75,11 @@ def settings(args) -> None:
         if not 0 < args.cpu_watts_per_core < 1000:
             raise LabError("cpu-watts-per-core must be between 0 and 1000")
         changes["cpu_watts_per_core"] = args.cpu_watts_per_core
+    if args.live_video is not None:
+        changes["live_video"] = args.live_video == "on"
+    if args.ice_servers is not None:
+        changes["ice_servers"] = args.ice_servers
+        lab_settings.ice_servers_from(args.ice_servers)          # refuse a bad value before saving it
     for key in ("job_backend", "ray_address"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key).strip()
@@ -78,12 +87,16 @@ def settings(args) -> None:
         lab_settings.save(**changes)
     from core.jobs.backends import backend_name
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
-           "cpu_watts_per_core": energy.watts_per_core(), "job_backend": backend_name(),
+           "cpu_watts_per_core": energy.watts_per_core(), "live_video": lab_settings.live_video(),
+           "ice_servers": lab_settings.ice_servers(), "job_backend": backend_name(),
            "ray_address": lab_settings.get("ray_address") or "auto",
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
-                                   f"{o['cpu_watts_per_core']:g} W per busy core\njob backend {o['job_backend']}"
+                                   f"{o['cpu_watts_per_core']:g} W per busy core\n"
+                                   f"live video {'on' if o['live_video'] else 'off'}, ICE servers: "
+                                   f"{', '.join(u for s in o['ice_servers'] for u in s['urls']) or 'none'}\n"
+                                   f"job backend {o['job_backend']}"
                                    + (f" (Ray cluster {o['ray_address']})" if o['job_backend'] == "ray" else "")
                                    + "\nregions: "
                                    + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
@@ -113,13 +126,15 @@ def train(args) -> None:
     from core.training.train import train as run_training
     cfg = config_from_args(args)
     summary = run_training(cfg, progress=_print_progress if not args.quiet else (lambda e: None), run_id=args.run_id)
+    from core.export.mlflow_log import after_run
+    after_run(summary["run_id"])                   # MLflow, when LAB_MLFLOW_URI is set; never raises
     keys = ("run_id", "status", "test_accuracy", "macro_f1", "weights", "train_seconds", "num_train", "num_val",
             "num_test", "dataset", "backbone", "image_size", "mode", "features_cached", "taps", "head_fit", "warnings")
     out = {k: summary[k] for k in keys}
     emit(out, args.json, lambda s: "\n".join(f"{k:16s} {v}" for k, v in s.items()))
 
 
-@command("check a class folder or .zip: classes, counts, skipped files, problems (exit 2 if unusable)",
+@command("check a dataset (by name), class folder or .zip: classes, counts, skipped files, problems (exit 2 if unusable)",
          lambda p: p.add_argument("path"))
 def check_dataset(args) -> int:
     from core.data.check import check_dataset as check
@@ -261,7 +276,8 @@ def _load_command_modules() -> None:
 
 
 COMMAND_MODULES: tuple[str, ...] = ("core.cli.jobs", "core.cli.presets", "core.cli.compression",
-                                       "core.cli.checkset", "core.cli.export")
+                                       "core.cli.checkset", "core.cli.export", "core.cli.sweeps",
+                                       "core.cli.tracking")
 
 
 def main(argv: list[str] | None = None) -> int:

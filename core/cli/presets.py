@@ -57,6 +57,9 @@ def preset(args) -> None:
         return
     out = run_preset(args.name, progress=(lambda e: None) if args.quiet else _print_progress, quick=args.quick,
                      substitute=not args.no_substitute, compress=not args.no_compress, seed=args.seed)
+    from core.export.mlflow_log import after_run
+    for r in out["runs"]:
+        after_run(r["run_id"])                      # MLflow, when LAB_MLFLOW_URI is set; never raises
 
     def text(s):
         lines = [f"preset {s['preset']}  group {s['group']}  {s['status']} in {s.get('seconds', 0):.0f} s"]

@@ -9,9 +9,8 @@ import numpy as np
 
 from .prepare import decode_files, count_problems
 from .datasets import get_dataset
+from .images import CHECK_SIZE
 from core.errors import LabError
-
-CHECK_SIZE = 32  # decoding at a small size is enough to prove a file is a usable image
 
 
 def _report(path: str, class_names: list[str], labels: np.ndarray, skipped: list, source: str) -> dict:

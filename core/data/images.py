@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from core.errors import LabError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+CHECK_SIZE = 32  # decoding at a small size is enough to prove a file is a usable image
 MAX_PIXELS = 64_000_000  # the largest image decoded (width x height, first frame); larger ones are refused
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS   # PIL's own decompression-bomb guard (it errors only above twice this)
 Image.init()

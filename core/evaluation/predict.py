@@ -18,7 +18,8 @@ _CACHE_SIZE = 4
 _LOCK = threading.Lock()
 
 
-def _predictor(run_id: str, variant: str, threads: int):
+def cached_predictor(run_id: str, variant: str, threads: int = 2):
+    """A warmed-up Predictor of a run's variant, shared (an LRU of 4) and re-loaded when its model file changes."""
     from core.models.predictor import load_variant, variant_file
     key = (run_id, variant, threads, variant_file(run_id, variant).stat().st_mtime_ns)
     with _LOCK:
@@ -34,7 +35,7 @@ def _predictor(run_id: str, variant: str, threads: int):
     return p
 
 
-def _as_image(src: Any, size: int, i: int) -> tuple[str, np.ndarray]:
+def as_image(src: Any, size: int, i: int = 0) -> tuple[str, np.ndarray]:
     """(name, uint8 (size, size, 3)) for a path, bytes, or an array (H, W[, C]) of any size."""
     if isinstance(src, np.ndarray):
         a = src
@@ -73,20 +74,22 @@ def predict(run_id: str, images: Sequence[Any], variant: str = "original", top_k
     from core.models.predictor import run_info, variant_file
     size = run_info(run_id).image_size
     variant_file(run_id, variant)                       # bad run or variant: fail before any decoding or loading
-    decoded = [_as_image(src, size, i) for i, src in enumerate(images)]
-    p = _predictor(run_id, variant, threads)
+    decoded = [as_image(src, size, i) for i, src in enumerate(images)]
+    p = cached_predictor(run_id, variant, threads)
     temperature = recorded_temperature(run_id, variant)
-    k = min(top_k, len(p.class_names))
-    out = []
-    for name, img in decoded:
-        t = time.perf_counter()
-        probs = p.predict(img[None])[0]
-        ms = (time.perf_counter() - t) * 1000
-        if temperature:
-            probs = apply_temperature(probs, temperature)
-        order = np.argsort(-probs, kind="stable")[:k]
-        top = [{"class": p.class_names[j], "probability": round(float(probs[j]), 6)} for j in order]
-        out.append({"image": name, "class": top[0]["class"], "probability": top[0]["probability"], "top": top,
-                    "label": top_two(probs, p.class_names), "calibrated": temperature is not None,
-                    "temperature": temperature, "latency_ms": round(ms, 3)})
-    return out
+    return [{"image": name, **answer(p, img, temperature, top_k)} for name, img in decoded]
+
+
+def answer(p, img: np.ndarray, temperature: float | None, top_k: int) -> dict:
+    """One uint8 (S, S, 3) image through a Predictor: {"class", "probability", "top", "label", "calibrated",
+    "temperature", "latency_ms"}; the latency is the batch-1 prediction, model preprocessing included."""
+    t = time.perf_counter()
+    probs = p.predict(img[None])[0]
+    ms = (time.perf_counter() - t) * 1000
+    if temperature:
+        probs = apply_temperature(probs, temperature)
+    order = np.argsort(-probs, kind="stable")[:min(top_k, len(p.class_names))]
+    top = [{"class": p.class_names[j], "probability": round(float(probs[j]), 6)} for j in order]
+    return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top,
+            "label": top_two(probs, p.class_names), "calibrated": temperature is not None,
+            "temperature": temperature, "latency_ms": round(ms, 3)}

@@ -21,6 +21,7 @@ import numpy as np
 from core.compression.context import Workbench
 from core.compression.options import resolve
 from core.errors import LabError
+from core.export import onnx_model
 from core.models.backbones import get_backbone, preprocess
 from core.models.predictor import open_model, run_info, variant_file
 from core.progress import silent
@@ -78,13 +79,24 @@ def _convert_inside(info, row: dict, keras_file: Path, level: str, tmp: Path) ->
                    else None), wb
 
 
-def export_bundle(run_id: str, variant: str, out: str | Path) -> dict:
-    """Write `out` (.zip) for one variant of a run; return what it holds and how it was checked."""
+FORMATS = ("native", "onnx")
+
+
+def export_bundle(run_id: str, variant: str, out: str | Path, fmt: str = "native") -> dict:
+    """Write `out` (.zip) for one variant of a run; return what it holds and how it was checked.
+
+    `fmt` "native" keeps the variant's own kind (.tflite, or .keras for Keras variants); "onnx" converts a Keras
+    variant (the original, pruned or clustered) to ONNX with the preprocessing inside."""
     info = run_info(run_id)
     src = variant_file(run_id, variant)
     out = Path(out)
     if out.suffix.lower() != ".zip":
         raise LabError(f"{out}: the bundle is a .zip file")
+    if fmt not in FORMATS:
+        raise LabError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt == "onnx" and src.suffix != ".keras":
+        raise LabError(f"{variant} is a {src.suffix} model; ONNX is exported from a Keras variant (original, "
+                       "pruned or clustered); a TFLite variant exports as .tflite")
     row = _row(info, variant)
     matrix, offset = affine_preprocessing(info.backbone)
     spec = get_backbone(info.backbone)
@@ -93,7 +105,11 @@ def export_bundle(run_id: str, variant: str, out: str | Path) -> dict:
         keras_file, level = _keras_source(info, row) if src.suffix == ".tflite" else (None, None)
         inside = keras_file is not None
         check = None
-        if inside:
+        if fmt == "onnx":
+            blob, check = _onnx(info, row, src, tmp)
+            (tmp / "model.onnx").write_bytes(blob)
+            model_file, inside = "model.onnx", True
+        elif inside:
             blob, wb = _convert_inside(info, row, keras_file, level, tmp)
             (tmp / "model.tflite").write_bytes(blob)
             check = _agreement(tmp / "model.tflite", src, info, wb)
@@ -114,8 +130,10 @@ def export_bundle(run_id: str, variant: str, out: str | Path) -> dict:
                                                  "latency_ms_p50", "latency_ms_p95", "check_accuracy", "ece")},
             "temperature": row.get("temperature"), "check_against_lab_variant": check,
             "exported": time.strftime("%Y-%m-%d %H:%M:%S"), "tensorflow": version("tensorflow"),
+            **({"onnx": {"opset": onnx_model.OPSET, "tf2onnx": version("tf2onnx")}} if fmt == "onnx" else {}),
             "sha256": hashlib.sha256((tmp / model_file).read_bytes()).hexdigest(),
         }
+        meta["runtime"] = _runtime(model_file)
         (tmp / "metadata.json").write_text(json.dumps(meta, indent=1))
         (tmp / "labels.txt").write_text("\n".join(info.class_names) + "\n")
         shutil.copyfile(TEMPLATE, tmp / "predict.py")
@@ -129,6 +147,15 @@ def export_bundle(run_id: str, variant: str, out: str | Path) -> dict:
         atomic_write_bytes(out, buf.read_bytes())
     return {"out": str(out), "files": files, "preprocessing_inside": inside, "check": check,
             "size_bytes": out.stat().st_size}
+
+
+def _onnx(info, row: dict, keras_file: Path, tmp: Path) -> tuple[bytes, dict]:
+    """The Keras variant as ONNX with the preprocessing inside, and its agreement with the lab's model."""
+    from core.store.runs import load_keras
+    options = resolve({g: v for g, v in (row.get("options") or {}).items()})
+    x = Workbench(info, options, silent, 2, tmp).data.x("test")[:200]
+    blob = onnx_model.convert(load_keras(keras_file), info.backbone, info.image_size)
+    return blob, onnx_model.agreement(blob, open_model(keras_file, info).predict(x), x)
 
 
 def _agreement(bundle_model: Path, lab_file: Path, info, wb: Workbench) -> dict:
@@ -159,6 +186,12 @@ def _agreement(bundle_model: Path, lab_file: Path, info, wb: Workbench) -> dict:
             "max_prob_diff": round(float(np.abs(y - lab).max()), 6)}
 
 
+def _runtime(model_file: str) -> str:
+    """What predict.py needs for this bundle's model."""
+    return {".onnx": "onnxruntime numpy pillow", ".keras": "tf_keras numpy pillow"}.get(
+        Path(model_file).suffix, "ai-edge-litert numpy pillow")
+
+
 def _readme(m: dict) -> str:
     acc = m["measured"].get("test_accuracy")
     return f"""# {m['variant']} of lab run {m['lab_run']}
@@ -166,7 +199,7 @@ def _readme(m: dict) -> str:
 {m['backbone_title']} classifier of {len(m['class_names'])} classes: {', '.join(m['class_names'])}.
 Test accuracy in the lab: {'-' if acc is None else f'{100 * acc:.1f}%'}.
 
-    pip install ai-edge-litert numpy pillow      # a .keras model needs tf_keras instead
+    pip install {m['runtime']}
     python predict.py photo.jpg [more.jpg ...]
 
 Input: RGB, resized whole (no crop, bilinear) to {m['input']['size']} x {m['input']['size']} px.

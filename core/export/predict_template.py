@@ -1,5 +1,6 @@
 """Classify images with this bundle's model: `python predict.py IMAGE [IMAGE ...]` (needs ai-edge-litert, numpy and
-pillow; a .keras bundle needs tf_keras instead). Prints `class probability` per image, as the lab's predict does."""
+pillow; an .onnx bundle needs onnxruntime instead of ai-edge-litert, a .keras bundle tf_keras). Prints
+`image class probability` per image, as the lab's predict does."""
 import json
 import sys
 from pathlib import Path
@@ -58,12 +59,21 @@ def run_keras(images: np.ndarray) -> np.ndarray:
     return model.predict(preprocess(images), verbose=0)
 
 
+def run_onnx(images: np.ndarray) -> np.ndarray:
+    import onnxruntime as ort
+    sess = ort.InferenceSession(str(HERE / META["model_file"]), providers=["CPUExecutionProvider"])
+    return sess.run(None, {sess.get_inputs()[0].name: preprocess(images)})[0]
+
+
+RUNNERS = {".tflite": run_tflite, ".onnx": run_onnx, ".keras": run_keras}
+
+
 def main(paths: list[str]) -> int:
     if not paths:
         print(__doc__.strip().splitlines()[0], file=sys.stderr)
         return 2
     images = np.stack([load(p) for p in paths])
-    probs = run_tflite(images) if META["model_file"].endswith(".tflite") else run_keras(images)
+    probs = RUNNERS[Path(META["model_file"]).suffix](images)
     t = META.get("temperature")
     if t:                                                 # calibrated on the validation split, as the lab does
         z = np.log(np.clip(probs, 1e-12, 1)) / t

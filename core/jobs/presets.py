@@ -32,3 +32,27 @@ def submit_preset(name: str, quick: bool = False, substitute: bool = True, seed:
                "runs": [], "started": time.time()}
     write_json(presets_dir() / f"{group}.json", summary)
     return summary
+
+
+def group_summary(group: str) -> dict:
+    """The stored summary of a preset's or a sweep's group (LabError if there is none)."""
+    from core.store.runs import read_json
+    path = presets_dir() / f"{group}.json"
+    if "/" in group or group.startswith(".") or not path.is_file():
+        raise LabError(f"no preset or sweep group '{group}'; see `python -m core sweeps` or `python -m core presets`")
+    return read_json(path)
+
+
+def group_jobs(group: str) -> list[dict]:
+    """The jobs of a group, in the order they were queued (jobs deleted since are left out)."""
+    from .queue import get_job
+    return [j for j in (get_job(i) for i in group_summary(group).get("jobs") or []) if j is not None]
+
+
+def cancel_group(group: str, wait: bool = False) -> dict:
+    """Cancel every job of a preset's or a sweep's group that has not finished; {group, cancelled: [job ids], jobs}."""
+    from .queue import OPEN, cancel
+    todo = [j["id"] for j in group_jobs(group) if j["status"] in OPEN]
+    for job_id in todo:
+        cancel(job_id, wait=wait)
+    return {"group": group, "cancelled": todo, "jobs": {j["id"]: j["status"] for j in group_jobs(group)}}

@@ -223,6 +223,9 @@ def run(job_id: str) -> int:
                 jobs.finish(job_id, "cancelled", error, result)
         else:
             jobs.finish(job_id, status, error, result)
+            if status == "done":
+                from core.export.mlflow_log import after_run
+                after_run(job["run_id"])      # MLflow, when LAB_MLFLOW_URI is set; never raises
     finally:
         if own_run:
             _copy_log(job_id, job["run_id"])

@@ -1,18 +1,23 @@
 """Lab settings kept in LAB_HOME/settings.json (an environment variable of the same meaning wins).
 
 Only a few plain values live here, for what is a choice of the user rather than of a run: the carbon region,
-the power assumed per busy CPU core, and where jobs run (the job backend and its Ray cluster, see core.jobs.backends).
+the power assumed per busy CPU core, how the Predict page's live camera connects (WebRTC): on or off, and the
+STUN/TURN servers it may use (none by default: on localhost or a LAN the browser and the lab connect directly),
+and where jobs run (the job backend and its Ray cluster, see core.jobs.backends).
 """
 from __future__ import annotations
 
 import json
 import os
 
+from core.errors import LabError
 from .paths import lab_home
 
 ENV = {"carbon_region": "LAB_CARBON_REGION", "cpu_watts_per_core": "LAB_CPU_WATTS_PER_CORE",
+       "live_video": "LAB_LIVE_VIDEO", "ice_servers": "LAB_ICE_SERVERS",
        "job_backend": "LAB_JOB_BACKEND", "ray_address": "LAB_RAY_ADDRESS", "ray_cpus_per_job": "LAB_RAY_CPUS_PER_JOB",
        "ray_memory_mb_per_job": "LAB_RAY_MEMORY_MB_PER_JOB", "ray_node_home": "LAB_RAY_NODE_HOME"}
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 def _path():
@@ -50,3 +55,45 @@ def save(**values) -> dict:
     data = {**stored(), **values}
     write_json(_path(), data)
     return data
+
+
+def live_video() -> bool:
+    """Whether the Predict page offers live video (setting `live_video`, env LAB_LIVE_VIDEO: on|off; default on)."""
+    value = get("live_video", True)
+    if isinstance(value, str):
+        value = value.strip().lower() not in ("0", "off", "false", "no")
+    return bool(value)
+
+
+def ice_servers() -> list[dict]:
+    """The STUN/TURN servers for live video, as WebRTC's iceServers ([] by default: no server is contacted).
+
+    Setting `ice_servers` or env LAB_ICE_SERVERS: URLs separated by commas or spaces
+    ("stun:stun.example.org:3478"), or a JSON list of {"urls", "username", "credential"} for a TURN server.
+    """
+    return ice_servers_from(get("ice_servers", []))
+
+
+def ice_servers_from(value) -> list[dict]:
+    """`ice_servers` parsed and checked (a string of URLs or JSON, or a list); LabError saying what is wrong."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError as e:
+                raise LabError(f"ice_servers: not valid JSON ({e})") from None
+        else:
+            value = [{"urls": u} for u in text.replace(",", " ").split()]
+    if not isinstance(value, list):
+        raise LabError("ice_servers must be a list of servers")
+    out = []
+    for server in value:
+        server = {"urls": server} if isinstance(server, str) else server
+        urls = server.get("urls") if isinstance(server, dict) else None
+        urls = [urls] if isinstance(urls, str) else urls
+        if not urls or not all(isinstance(u, str) and u.startswith(ICE_SCHEMES) for u in urls):
+            raise LabError(f"ice_servers: {server!r} is not a STUN/TURN server (give urls starting with "
+                           f"{', '.join(ICE_SCHEMES)})")
+        out.append({"urls": urls, **{k: str(server[k]) for k in ("username", "credential") if server.get(k)}})
+    return out

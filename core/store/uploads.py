@@ -18,12 +18,17 @@ HASHED = re.compile(r"^(?P<stem>.+)-[0-9a-f]{16}(?P<suffix>\.[A-Za-z0-9]+)?$")
 MAX_NAME = 120
 
 
+def safe_name(text: str, limit: int = 40) -> str:
+    """Text reduced to a harmless file or folder name: only [A-Za-z0-9._-], nothing hidden in front, at most `limit`
+    characters ('' when nothing is left)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text or "").lstrip("._-")[:limit]
+
+
 def safe_stem(filename: str) -> str:
     """A file name reduced to a harmless stem: no folders, no dots in front, only [A-Za-z0-9._-]."""
     base = re.split(r"[\\/]", filename or "")[-1]
     stem = base.rsplit(".", 1)[0] if "." in base else base
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).lstrip("._-")[:40]
-    return stem or "upload"
+    return safe_name(stem) or "upload"
 
 
 def _display(filename: str) -> str:

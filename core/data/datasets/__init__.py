@@ -1,4 +1,5 @@
-"""The dataset registry: built-in entries by name, plus any class folder or .zip given by path."""
+"""The dataset registry: built-in entries by name, the datasets made in the lab by name (read from disk, see
+`labmade`), plus any class folder or .zip given by path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +8,7 @@ from core.errors import LabError
 from .base import MIN_IMAGES_PER_CLASS, DatasetSpec, Samples
 from .builtin import ANIMAL_CLASSES, animals_availability, load_animals, load_shapes, shapes_pending
 from .folder import load_folder, load_zip
+from .labmade import LabDataset, is_made, list_made
 
 DATASETS: dict[str, DatasetSpec] = {}
 
@@ -35,10 +37,17 @@ _register_reports_datasets(register)
 DEFAULT_DATASET = "shapes"
 
 
+def all_datasets() -> dict[str, DatasetSpec]:
+    """Every dataset known by name: the built-in entries, then the ones made in the lab (as they are on disk now)."""
+    return DATASETS | {n: LabDataset(n).spec() for n in list_made()}
+
+
 def get_dataset(name_or_path: str) -> DatasetSpec:
-    """A registry entry by name, or an ad-hoc entry for a class folder or a .zip of one."""
+    """A registry entry by name (built in, or made in the lab), or an ad-hoc entry for a class folder or a .zip."""
     if name_or_path in DATASETS:
         return DATASETS[name_or_path]
+    if is_made(name_or_path):
+        return LabDataset(name_or_path).spec()
     p = Path(name_or_path).expanduser()
     if p.is_dir() or (p.is_file() and p.suffix.lower() == ".zip"):
         loader = load_folder if p.is_dir() else load_zip
@@ -46,8 +55,9 @@ def get_dataset(name_or_path: str) -> DatasetSpec:
                            load=lambda: loader(p))
     if p.suffix.lower() == ".zip" or "/" in name_or_path or p.exists():
         raise LabError(f"{name_or_path}: no such folder or .zip file")
-    raise LabError(f"unknown dataset '{name_or_path}'; choose one of {', '.join(DATASETS)} "
+    raise LabError(f"unknown dataset '{name_or_path}'; choose one of {', '.join(all_datasets())} "
                    "or give a class folder or a .zip of one")
 
 
-__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSpec", "MIN_IMAGES_PER_CLASS", "Samples", "get_dataset", "register"]
+__all__ = ["DATASETS", "DEFAULT_DATASET", "DatasetSpec", "LabDataset", "MIN_IMAGES_PER_CLASS", "Samples", "all_datasets",
+           "get_dataset", "is_made", "register"]

@@ -49,10 +49,12 @@ class DatasetSpec:
     # `first_use(progress)` generates and caches it, calling progress(fraction) as it goes (a progress bar).
     first_use_pending: Callable[[], bool] = lambda: False
     first_use: Callable[[Callable[[float], None]], None] | None = None
+    editable: bool = False                  # made in the lab (core.data.datasets.labmade): its images can be edited
 
     def info(self) -> dict:
         ok, msg = self.availability()
         return {"name": self.name, "title": self.title, "description": self.description,
                 "available": ok, "availability": msg, "classes": list(self.class_names),
                 "native_size": self.native_size, "synthetic": self.synthetic,
-                "stands_in_for": self.stands_in_for, "split": list(self.split), "check_set": self.check_set}
+                "stands_in_for": self.stands_in_for, "split": list(self.split), "check_set": self.check_set,
+                "editable": self.editable}
