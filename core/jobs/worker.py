@@ -223,9 +223,6 @@ def run(job_id: str) -> int:
                 jobs.finish(job_id, "cancelled", error, result)
         else:
             jobs.finish(job_id, status, error, result)
-            if status == "done":
-                from core.export.mlflow_log import after_run
-                after_run(job["run_id"])      # MLflow, when LAB_MLFLOW_URI is set; never raises
     finally:
         if own_run:
             _copy_log(job_id, job["run_id"])
@@ -233,6 +230,9 @@ def run(job_id: str) -> int:
             jobs.schedule()          # the queue advances without any browser open
         except Exception as e:  # noqa: BLE001
             print(f"could not start the next job: {e}", file=sys.stderr)
+    if status == "done":             # once the run folder is complete (its job.log too) and the queue moved on
+        from core.export.mlflow_log import after_run
+        after_run(job["run_id"])      # MLflow, when LAB_MLFLOW_URI is set; never raises
     return {"done": 0, "cancelled": 130}.get(status, 1)
 
 
