@@ -113,8 +113,10 @@ def test_the_local_path_never_imports_ray():
     assert out.returncode == 0, out.stderr
 
 
-def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_ray):
+def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_ray, tmp_path, monkeypatch):
     from streamlit.testing.v1 import AppTest
+    uri = f"file:{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("LAB_MLFLOW_URI", uri)             # and the runs that came back from Ray are tracked
     t0 = time.monotonic()
     ids = submit_cli(("--epochs", "3", "--name", "ray one", "--compress", "tflite_float32"),
                      ("--epochs", "3", "--name", "ray two"),
@@ -154,6 +156,19 @@ def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_r
     from core.evaluation.compare import load_run
     rep = load_run(done[0]["run_id"])
     assert rep.status == "done" and {"original", "tflite_float32"} <= {v["name"] for v in rep.variants}
+    from core.export import mlflow_log
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")    # MLflow 3 asks for it to read a file: store
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(mlflow_log.DEFAULT_EXPERIMENT)
+    for job in done:
+        end = time.time() + 60                  # the driver logs once the job is done and its folder complete
+        while not (found := client.search_runs([exp.experiment_id] if exp else [],
+                                               f"tags.`lab.run_id` = '{job['run_id']}'")) and time.time() < end:
+            time.sleep(0.5)
+            exp = exp or client.get_experiment_by_name(mlflow_log.DEFAULT_EXPERIMENT)
+        assert found, f"run {job['run_id']} was not logged to MLflow"
+        assert any(r.data.params.get("backbone") == "mlp" for r in found)
     # nothing was left in the node's scratch homes
     assert not any((Path(os.environ["LAB_HOME"]) / "ray-scratch").glob("job-*"))
     print(f"three Ray jobs: {took:.1f} s")
