@@ -215,7 +215,7 @@ def _unschedulable(opts: RayOptions) -> str | None:
             "node (`ray start --address HEAD:6379`) or lower LAB_RAY_CPUS_PER_JOB / LAB_RAY_MEMORY_MB_PER_JOB")
 
 
-def _task_env(job: dict, opts: RayOptions) -> dict:
+def _task_env(opts: RayOptions) -> dict:
     env = {"LAB_HOME": str(lab_home()), "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONUNBUFFERED": "1"}
     if opts.node_home:
@@ -304,7 +304,7 @@ def execute_on_ray(job: dict, reporter: worker.Reporter) -> tuple[str, str | Non
         reporter.flush()
         gen = run_job_task.options(num_cpus=opts.num_cpus,
                                    memory=opts.memory_mb * 2 ** 20 if opts.memory_mb else None,
-                                   name=f"lab-{job['id']}").remote(job, _task_env(job, opts))
+                                   name=f"lab-{job['id']}").remote(job, _task_env(opts))
         outcome = None
         for item in _stream(gen, opts):
             if item["kind"] == "started":
@@ -326,6 +326,9 @@ def execute_on_ray(job: dict, reporter: worker.Reporter) -> tuple[str, str | Non
         if outcome is None:
             return "failed", "the Ray task ended without an outcome", None, True
         if outcome.get("archive"):
+            if (runs_dir() / job["run_id"]).exists():     # never over another run's folder, never marking it
+                return "failed", (f"the run folder {job['run_id']} already exists here; the run from Ray was not "
+                                  "unpacked over it (submit the job again)"), None, False
             import_run(job["run_id"], outcome)
         return outcome["status"], outcome["error"], outcome["result"], outcome["own_run"]
     except KeyboardInterrupt:                   # SIGTERM: the user cancelled the job
