@@ -40,8 +40,8 @@ def _processes_mentioning(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A head node that runs no jobs (num_cpus=0, as the lab's own machine would) and one worker node with 3 (logical) CPUs,
-    all on 127.0.0.1, no dashboard, no usage stats. Shut down (and checked gone) at the end of the module."""
+    """A head node that runs no jobs (num_cpus=0, as the lab's own machine would) and one worker node with 3
+    (logical) CPUs, all on 127.0.0.1, no dashboard, no usage stats. Shut down (and checked gone) at the end."""
     from ray.cluster_utils import Cluster
     temp = tempfile.mkdtemp(prefix="labray-", dir="/tmp")       # short: Ray's socket paths must stay < 108 chars
     saved = {k: os.environ.get(k) for k in ("RAY_USAGE_STATS_ENABLED", "RAY_TMPDIR")}
