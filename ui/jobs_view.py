@@ -90,6 +90,8 @@ def progress_text(job: dict) -> str:
         elif eta:
             parts.append(f"stage ETA {fmt_secs(eta)}")
         parts.append(f"elapsed {fmt_secs(time.time() - (job.get('started') or time.time()))}")
+    if p.get("ray_node"):
+        parts.append(f"on Ray node {p['ray_node']}")
     return " · ".join(parts)
 
 

@@ -54,9 +54,14 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--live-video", choices=("on", "off"), help="offer the Predict page's live camera (WebRTC)")
     p.add_argument("--ice-servers", help="STUN/TURN servers for live video: URLs separated by commas, or a JSON "
                                          "list of {urls, username, credential}; '' for none (the default)")
+    p.add_argument("--job-backend", choices=["local", "ray"], help="where jobs train: this machine (local) or a "
+                   "Ray cluster (ray; see README \"Scaling out\")")
+    p.add_argument("--ray-address", help="the Ray cluster for the ray backend: HOST:PORT, or auto (the cluster on "
+                   "this machine, else a private one per job)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core, live video)", _settings_args)
+@command("show or change the lab settings (carbon region, watts per busy core, live video, job backend)",
+         _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
     from core.store import settings as lab_settings
@@ -75,17 +80,25 @@ def settings(args) -> None:
     if args.ice_servers is not None:
         changes["ice_servers"] = args.ice_servers
         lab_settings.ice_servers_from(args.ice_servers)          # refuse a bad value before saving it
+    for key in ("job_backend", "ray_address"):
+        if getattr(args, key) is not None:
+            changes[key] = getattr(args, key).strip()
     if changes:
         lab_settings.save(**changes)
+    from core.jobs.backends import backend_name
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
            "cpu_watts_per_core": energy.watts_per_core(), "live_video": lab_settings.live_video(),
-           "ice_servers": lab_settings.ice_servers(),
+           "ice_servers": lab_settings.ice_servers(), "job_backend": backend_name(),
+           "ray_address": lab_settings.get("ray_address") or "auto",
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
                                    f"{o['cpu_watts_per_core']:g} W per busy core\n"
                                    f"live video {'on' if o['live_video'] else 'off'}, ICE servers: "
-                                   f"{', '.join(u for s in o['ice_servers'] for u in s['urls']) or 'none'}\nregions: "
+                                   f"{', '.join(u for s in o['ice_servers'] for u in s['urls']) or 'none'}\n"
+                                   f"job backend {o['job_backend']}"
+                                   + (f" (Ray cluster {o['ray_address']})" if o['job_backend'] == "ray" else "")
+                                   + "\nregions: "
                                    + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
 
 

@@ -2,7 +2,7 @@
 
 A job is a row in the `jobs` table of artifacts/lab.db. `submit()` queues it; `schedule()` starts queued jobs
 as `python -m core.worker JOB_ID` processes (own session, output to a log file) while fewer than
-`max_concurrent()` jobs run. The worker writes its progress to its row and, when it exits, calls `schedule()`
+`max_concurrent()` jobs run (the worker trains locally or drives a Ray task: see core.jobs.backends). The worker writes its progress to its row and, when it exits, calls `schedule()`
 so the queue advances without any browser open. `cancel()` stops a job's process group (SIGTERM, then SIGKILL),
 and `reconcile()` marks jobs whose process is gone as interrupted.
 
@@ -49,11 +49,13 @@ _WATCHERS: dict[str, subprocess.Popen] = {}   # jobs this process spawned (reape
 
 
 def max_concurrent() -> int:
-    """How many jobs may run at once (env LAB_MAX_CONCURRENT_JOBS, default 1: two cores fit one training)."""
+    """How many jobs may run at once (env LAB_MAX_CONCURRENT_JOBS; default 1 with the local backend, as two cores
+    fit one training, and more with Ray: see backends.default_concurrency)."""
+    from .backends import default_concurrency
     try:
-        return max(1, int(os.environ.get("LAB_MAX_CONCURRENT_JOBS", "1")))
-    except ValueError:
-        return 1
+        return max(1, int(os.environ["LAB_MAX_CONCURRENT_JOBS"]))
+    except (KeyError, ValueError):
+        return default_concurrency()
 
 
 def _connect(write: bool = True, patience: float | None = None):
@@ -146,7 +148,9 @@ def check_runnable(cfg: dict) -> None:
 
 def submit(spec: dict, start: bool = True) -> str:
     """Queue a job (its run id is assigned now, so it owns its run folder); start it if a slot is free."""
+    from .backends import usable_backend
     spec = validate_spec(spec)
+    usable_backend()                          # a misspelt backend, or Ray missing, is refused before queueing
     job_id = "job-" + secrets.token_hex(5)
     run_id = new_run_id()
     while run_dir_exists(run_id):

@@ -4,6 +4,10 @@ Trains the job's run (its run id was assigned when the job was queued), then app
 techniques, writing progress to the job's row. SIGTERM cancels (KeyboardInterrupt inside training, so the run is
 marked cancelled); any exception marks the job failed with the error and the log tail. On exit the worker starts
 the next queued job, so the queue advances with no browser open.
+
+Where the training itself runs is the job backend's choice (core.jobs.backends): `local` runs it in this process
+(`execute`); `ray` makes this process a thin driver that runs `execute` as a Ray task on a cluster node and writes
+the progress it streams back (core.jobs.ray_backend). Either way only this process writes the job's row.
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
 
@@ -135,8 +140,7 @@ class Reporter:
         state is whole and the history accumulates, so nothing is lost); the final one waits RESULT_PATIENCE."""
         from core.store.registry import is_busy
         try:
-            jobs.set_progress(self.job_id, self.state, self.history if self.dirty_history else None,
-                              patience=RESULT_PATIENCE if final else PROGRESS_PATIENCE)
+            self.write(self.history if self.dirty_history else None, RESULT_PATIENCE if final else PROGRESS_PATIENCE)
         except Exception as e:  # noqa: BLE001
             if final or not is_busy(e):
                 raise
@@ -145,6 +149,10 @@ class Reporter:
         self.dirty_history = False
         self.last_flush = time.time()
         return True
+
+    def write(self, history: list[dict] | None, patience: float) -> None:
+        """Store the state (and the history when given) on the job row."""
+        jobs.set_progress(self.job_id, self.state, history, patience=patience)
 
 
 def _print(ev: ProgressEvent) -> None:
@@ -163,8 +171,15 @@ class Cancelled(KeyboardInterrupt):
 _SIGTERM_AT: list[float] = []     # when a cancel (SIGTERM) arrived, if one did
 
 
+def _hold_sigterm() -> None:
+    """Ignore further SIGTERMs (one interruption; cleanup must not be interrupted again). Signal handlers belong to
+    the main thread: elsewhere (a Ray task runs `execute` in a thread) there is nothing to hold."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _on_sigterm(signum, frame):
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)   # one interruption; cleanup must not be interrupted again
+    _hold_sigterm()
     _SIGTERM_AT.append(time.time())
     raise Cancelled()
 
@@ -181,6 +196,50 @@ def run(job_id: str) -> int:
     print(f"[{time.strftime('%H:%M:%S')}] job {job_id} (pid {os.getpid()}): run {job['run_id']}", flush=True)
     reporter = Reporter(job_id, spec)
     reporter.flush()
+    from .backends import usable_backend
+    try:
+        backend = usable_backend()
+    except LabError as e:
+        status, error, result, own_run = "failed", str(e), None, True
+    else:
+        if backend == "ray":
+            from .ray_backend import execute_on_ray
+            status, error, result, own_run = execute_on_ray(job, reporter)
+        else:
+            status, error, result, own_run = execute(job, reporter)
+    _hold_sigterm()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        reporter.flush(final=True)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        if status in ("cancelled", "failed") and own_run:
+            jobs._mark_run(job["run_id"], status, error or status)
+        if status == "cancelled":
+            row = jobs.get_job(job_id)
+            if row and row["status"] in jobs.ACTIVE:
+                jobs.finish(job_id, "cancelled", error, result)
+        else:
+            jobs.finish(job_id, status, error, result)
+    finally:
+        if own_run:
+            _copy_log(job_id, job["run_id"])
+        try:
+            jobs.schedule()          # the queue advances without any browser open
+        except Exception as e:  # noqa: BLE001
+            print(f"could not start the next job: {e}", file=sys.stderr)
+    if status == "done":             # once the run folder is complete (its job.log too) and the queue moved on
+        from core.export.mlflow_log import after_run
+        after_run(job["run_id"])      # MLflow, when LAB_MLFLOW_URI is set; never raises
+    return {"done": 0, "cancelled": 130}.get(status, 1)
+
+
+def execute(job: dict, reporter: Reporter) -> tuple[str, str | None, dict | None, bool]:
+    """Train the job's run (then compress it) in this process, reporting to `reporter`; never raises.
+    Returns (status, error, result, own_run): own_run is False when the run folder turned out to be another's."""
+    spec = job["spec"]
     status, error, result = "failed", None, None
     own_run = True                     # False when the run folder belongs to someone else: never touch it
     try:
@@ -219,19 +278,19 @@ def run(job_id: str) -> int:
         reporter.flush(final=True)
         status = "done"
     except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _hold_sigterm()
         status, error = "cancelled", "cancelled by the user"
         print(f"[{time.strftime('%H:%M:%S')}] cancelled", flush=True)
     except MemoryError:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _hold_sigterm()
         error = "out of memory: try a smaller input size, batch size or backbone"
         traceback.print_exc()
     except LabError as e:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _hold_sigterm()
         error = str(e)
         print(f"error: {e}", flush=True)
     except BaseException as e:  # noqa: BLE001 - every failure is recorded on the job
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _hold_sigterm()
         if isinstance(e, FileExistsError) and e.filename and os.path.basename(str(e.filename)) == job["run_id"]:
             own_run = False            # training found the run folder taken: it is another run's
         if _SIGTERM_AT:
@@ -242,33 +301,7 @@ def run(job_id: str) -> int:
         else:
             error = describe_error(e)
             traceback.print_exc()
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        reporter.flush(final=True)
-    except Exception:  # noqa: BLE001
-        pass
-    try:
-        if status in ("cancelled", "failed") and own_run:
-            jobs._mark_run(job["run_id"], status, error or status)
-        if status == "cancelled":
-            row = jobs.get_job(job_id)
-            if row and row["status"] in jobs.ACTIVE:
-                jobs.finish(job_id, "cancelled", error, result)
-        else:
-            jobs.finish(job_id, status, error, result)
-            if status == "done":
-                from core.export.mlflow_log import after_run
-                after_run(job["run_id"])      # MLflow, when LAB_MLFLOW_URI is set; never raises
-    finally:
-        if own_run:
-            _copy_log(job_id, job["run_id"])
-        try:
-            jobs.schedule()          # the queue advances without any browser open
-        except Exception as e:  # noqa: BLE001
-            print(f"could not start the next job: {e}", file=sys.stderr)
-    return {"done": 0, "cancelled": 130}.get(status, 1)
+    return status, error, result, own_run
 
 
 def _original(e: BaseException) -> BaseException:

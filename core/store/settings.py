@@ -1,8 +1,9 @@
 """Lab settings kept in LAB_HOME/settings.json (an environment variable of the same meaning wins).
 
 Only a few plain values live here, for what is a choice of the user rather than of a run: the carbon region,
-the power assumed per busy CPU core, and how the Predict page's live camera connects (WebRTC): on or off, and the
-STUN/TURN servers it may use (none by default: on localhost or a LAN the browser and the lab connect directly).
+the power assumed per busy CPU core, how the Predict page's live camera connects (WebRTC): on or off, and the
+STUN/TURN servers it may use (none by default: on localhost or a LAN the browser and the lab connect directly),
+and where jobs run (the job backend and its Ray cluster, see core.jobs.backends).
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from core.errors import LabError
 from .paths import lab_home
 
 ENV = {"carbon_region": "LAB_CARBON_REGION", "cpu_watts_per_core": "LAB_CPU_WATTS_PER_CORE",
-       "live_video": "LAB_LIVE_VIDEO", "ice_servers": "LAB_ICE_SERVERS"}
+       "live_video": "LAB_LIVE_VIDEO", "ice_servers": "LAB_ICE_SERVERS",
+       "job_backend": "LAB_JOB_BACKEND", "ray_address": "LAB_RAY_ADDRESS", "ray_cpus_per_job": "LAB_RAY_CPUS_PER_JOB",
+       "ray_memory_mb_per_job": "LAB_RAY_MEMORY_MB_PER_JOB", "ray_node_home": "LAB_RAY_NODE_HOME"}
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
