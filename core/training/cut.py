@@ -3,8 +3,8 @@
 A cut is a layer whose output is the only tensor the layers above it read from the layers below (pooled taps of
 lower stages are allowed too: they are cached as the small vectors they become). MobileNetV2's residual blocks
 make that true only at block boundaries, so a requested first trainable layer is snapped down to the nearest cut:
-at least the requested layers train. The bottom and the top are replays of the model's own graph on new inputs,
-calling the same layer objects, so training the top trains the full model's weights; nothing is copied.
+at least the requested layers train. The bottom and the top are replays of the model's own graph on new inputs
+(core.models.graph), calling the same layer objects, so training the top trains the full model's weights.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.models.graph import layer_graph, replay
 from core.store.paths import cache_dir
 
 POOL_PREFIX = "head_pool"        # weightless pooling of a tap (core.models.heads.pooled)
@@ -30,25 +31,9 @@ class Split:
     pooled: list[str]            # pooling layers moved into the bottom (their vectors are cached)
 
 
-def _graph(model) -> tuple[list[str], dict[str, list[str]]]:
-    """Layer names in order and, for each, the names of the layers it reads (one call per layer in these models)."""
-    cfg = model.get_config()
-    order, inbound = [], {}
-    for layer in cfg["layers"]:
-        nodes = layer["inbound_nodes"]
-        if len(nodes) > 1:
-            raise ValueError(f"layer {layer['name']} is called more than once in the model")
-        reads = [n[0] for n in nodes[0]] if nodes else []
-        if nodes and any(n[3] for n in nodes[0]):
-            raise ValueError(f"layer {layer['name']} is called with keyword arguments")
-        order.append(layer["name"])
-        inbound[layer["name"]] = reads
-    return order, inbound
-
-
-def valid_cuts(model, n_backbone: int) -> list[int]:
+def valid_cuts(model, n_backbone: int, graph: tuple[list[str], dict[str, list[str]]] | None = None) -> list[int]:
     """Indices c (< n_backbone) of backbone layers whose output is the only full tensor the rest reads from below."""
-    order, inbound = _graph(model)
+    order, inbound = graph or layer_graph(model)
     pos = {n: i for i, n in enumerate(order)}
     cuts = []
     for c in range(1, n_backbone):
@@ -62,37 +47,29 @@ def valid_cuts(model, n_backbone: int) -> list[int]:
     return cuts
 
 
-def _replay(model, names: list[str], inbound: dict[str, list[str]], tensors: dict):
-    for name in names:
-        layer = model.get_layer(name)
-        ins = [tensors[r] for r in inbound[name]]
-        tensors[name] = layer(ins if len(ins) > 1 else ins[0])
-    return tensors
-
-
 def split(model, n_backbone: int, first_trainable: int) -> Split | None:
     """The model split at the highest cut below `first_trainable` (None if there is none)."""
     from core.tfenv import keras
-    cuts = [c for c in valid_cuts(model, n_backbone) if c < first_trainable]
+    order, inbound = graph = layer_graph(model)
+    cuts = [c for c in valid_cuts(model, n_backbone, graph) if c < first_trainable]
     if not cuts:
         return None
     c = cuts[-1]
-    order, inbound = _graph(model)
     pos = {n: i for i, n in enumerate(order)}
     pooled = [n for n in order[c + 1:] if n.startswith(POOL_PREFIX) and all(pos[r] <= c for r in inbound[n])]
     image = keras.Input(model.input_shape[1:], name="image")
-    below = _replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
+    below = replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
     bottom = keras.Model(image, [below[order[c]]] + [below[p] for p in pooled], name="below_cut")
     ins = {order[c]: keras.Input(model.get_layer(order[c]).output_shape[1:], name="cut")}
     ins |= {p: keras.Input(model.get_layer(p).output_shape[1:], name=f"{p}_in") for p in pooled}
-    above = _replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
+    above = replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
     top = keras.Model(list(ins.values()), above[order[-1]], name="above_cut")
     return Split(bottom, top, order[c], c + 1, pooled)
 
 
 class ActivationCache:
-    """The bottom's outputs for every image of a dataset on disk (float32, or float16 when large), memory-mapped
-    when read back.
+    """The bottom's outputs for rows of a dataset on disk (float32, or float16 when large), memory-mapped when read
+    back.
 
     Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut, rows): the layers below a cut are frozen
     and pretrained, so their outputs never change. Only the rows fine-tuning reads are computed (training, validation
