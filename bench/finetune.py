@@ -2,8 +2,9 @@
 way (`model.fit` on images with the bottom frozen, as the cats-vs-dogs report and the TensorFlow tutorial do).
 
 Both ways run in one warmed-up process (an untimed one-epoch run of each first: the process's first Keras `fit`
-pays for lazy set-up), alternate lab/plain within a plan, and report median times and mean accuracies. Each lab run starts with no cached
-activations, so it pays its pass over the frozen layers; `lab_cached_s` is a rerun that finds them cached. The
+pays for lazy set-up; an untimed one-epoch lab run per plan builds and stores that cut's converted bottom, whose
+build time is reported apart, `bottom_build_s`, as the feature bench reports its extractor's), alternate lab/plain
+within a plan, and report median times and mean accuracies. Each lab run starts with no cached activations, so it pays its pass over the frozen layers; `lab_cached_s` is a rerun that finds them cached. The
 machine's load average is recorded with the figures: on shared cores it moves them more than any code change.
 """
 from __future__ import annotations
@@ -43,6 +44,8 @@ def bench_fine_tune(size: int = 96, plans: tuple[tuple[int, int], ...] = ((-20, 
     rows = []
     for (at, epochs), n in zip(plans, repeats):
         runs: dict[str, list[dict]] = {"lab": [], "plain": []}
+        # untimed: builds and stores this cut's converted bottom, as the feature bench builds its extractor first
+        build = _one(at, 1, size, True)["ft"].get("bottom_engine", {}).get("build_seconds")
         for i in range(n):                            # seed i for both; lab first, then plain first, ...
             for way in (("lab", "plain") if i % 2 == 0 else ("plain", "lab")):
                 runs[way].append(_one(at, epochs, size, way == "lab", seed=i))
@@ -57,7 +60,8 @@ def bench_fine_tune(size: int = 96, plans: tuple[tuple[int, int], ...] = ((-20, 
                "acc_lab_runs": [round(r["acc"], 4) for r in lab], "acc_plain_runs": [round(r["acc"], 4) for r in plain],
                "energy_lab_j": round(med(r["j"] for r in lab), 1), "energy_plain_j": round(med(r["j"] for r in plain), 1),
                "path_lab": info["path"], "path_plain": plain[-1]["ft"]["path"], "cut": info.get("cut"),
-               "first_trainable": info["first_trainable"], "check_gap": info.get("check_gap")}
+               "first_trainable": info["first_trainable"], "check_gap": info.get("check_gap"),
+               "bottom_engine": info.get("bottom_engine", {}).get("engine"), "bottom_build_s": build}
         out["speedup"] = round(out["plain_s"] / out["lab_s"], 2)
         out["cpu_speedup"] = round(out["plain_cpu_s"] / out["lab_cpu_s"], 2)
         if at == plans[0][0] and epochs == plans[0][1]:

@@ -207,6 +207,10 @@ def markdown(r: dict) -> str:
                   f"({x.get('cpu_speedup')}x) | {x['acc_lab']} / {x['acc_plain']} | {x['energy_lab_j']} / "
                   f"{x['energy_plain_j']} |" for x in r["fine_tune"]]
         head = r["fine_tune"][0]
+        builds = ", ".join(f"{x['cut']} {x['bottom_build_s']} s" for x in r["fine_tune"] if x.get("bottom_build_s"))
+        if builds:
+            lines += ["", f"The converted (TFLite) bottoms were built once per cut before timing ({builds}), as the "
+                      "feature extractor is."]
         if head.get("lab_cached_s") is not None:
             lines += ["", f"With its activations already cached (a rerun), the lab's top-20 run takes "
                       f"{head['lab_cached_s']} s."]
