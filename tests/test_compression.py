@@ -179,6 +179,38 @@ def test_pruning_sparsity_gzip_and_accuracy(result):
     assert v["pruned_50_int8"]["info"]["final_mask_update_step"] == p["info"]["final_mask_update_step"]  # trained once
 
 
+def test_head_scope_trains_the_head_on_its_inputs_computed_once(result):
+    """Pruning only the head: the backbone is frozen, so the head trains on its inputs computed once (one backbone
+    pass in all, not one per epoch), and reaches the model the image path reaches (no dropout: the same weights)."""
+    import time
+    from core.compression.context import Workbench
+    from core.compression.options import resolve
+    from core.compression.tfmot_methods import prune
+    from core.data.pipeline import predict_images
+    from core.models.predictor import run_info
+    from core.progress import silent
+    out = {}
+    for cache in (True, False):
+        wb = Workbench(run_info(result["run_id"]), resolve({"fine_tune": {"max_images": 300, "cache": cache}}),
+                       silent, 1, None)
+        model = wb.original()
+        model.get_layer("head_dropout").rate = 0.0            # both ways deterministic up to float rounding
+        t = time.perf_counter()
+        pruned, info = prune(model, wb.fine_tune_data(), 0.5, "polynomial", 2, 1e-3, "head", 0.3)
+        seconds = time.perf_counter() - t
+        acc = float((predict_images(pruned, wb.cfg.backbone, wb.data.x("test")).argmax(1) == wb.data.y("test")).mean())
+        out[cache] = pruned.get_layer("predictions").get_weights()[0], acc, info, seconds
+    (k_c, acc_c, info_c, s_c), (k_p, acc_p, info_p, s_p) = out[True], out[False]
+    print(f"\nhead-scope pruning, 2 epochs on 300 images: cached head inputs {s_c:.1f} s, images {s_p:.1f} s")
+    assert info_c["fine_tuned_on"] == "cached head inputs (head_taps)" and info_c["backbone_passes"] == 1
+    assert info_p["fine_tuned_on"] == "images" and info_p["backbone_passes"] == 2
+    assert abs((k_c == 0).mean() - 0.5) < 0.02 and ((k_c == 0) == (k_p == 0)).mean() > 0.999
+    assert np.abs(k_c - k_p).max() < 1e-4 and abs(acc_c - acc_p) <= 0.01
+    # the whole-model scope cannot skip the backbone: the session's pruned_50 trained on images every epoch
+    whole = _by_name(result)["pruned_50"]["info"]
+    assert whole["fine_tuned_on"] == "images" and whole["backbone_passes"] == 3
+
+
 def test_clustering_gzip(result):
     v = _by_name(result)
     c = v["clustered_16"]

@@ -79,6 +79,10 @@ def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run)
     assert info["path"] == "cached below the cut" and info["requested_layer"] == 100
     assert info["first_trainable"] <= 100 and info["cut"].startswith("block_") and info["check_gap"] <= 1e-3
     assert info["snapped"] == (info["first_trainable"] != 100)
+    # Only the rows fine-tuning reads went through the bottom (train, val and the check's test images), on XNNPACK:
+    # the converted bottom was checked against Keras when built, and the check above covers it end to end.
+    assert info["check_images"] == 32 and info["activation_rows"] == ft["num_train"] + ft["num_val"] + 32
+    assert info["bottom_engine"]["engine"] == "tflite" and "TFLite" in info["bottom_engine"]["note"]
     # Energy: fine-tuning adds work to the cached-feature run, and the two energies stand in the ratio of their CPU
     # time (exactly so when estimated).
     fe_e, ft_e = fe_run["energy"]["total"], ft["energy"]["total"]
@@ -89,6 +93,21 @@ def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run)
         assert energy_ratio == pytest.approx(cpu_ratio, rel=1e-6)
     else:                                                # RAPL counts the whole machine: within reason
         assert 0.5 < energy_ratio / cpu_ratio < 2
+
+
+def test_cached_activations_come_in_the_plain_ways_batch_order():
+    """The top trains on its cached activations in the very batches (and order) the plain way feeds images."""
+    from core.data.pipeline import image_dataset
+    from core.training.cut import Batches
+    n, labels = 50, np.arange(50) % 3
+    images = np.zeros((n, 4, 4, 3), np.uint8)
+    images[:, 0, 0, 0] = np.arange(n)                       # each image says which it is
+    plain = image_dataset("mobilenet_v2", images, labels, 8, True, seed=3)
+    lab = Batches([np.arange(n, dtype=np.float32)[:, None]], np.arange(n), labels, 8, True, seed=3).dataset()
+    for _ in range(2):                                      # reshuffled each epoch, alike
+        got = [np.round((x.numpy()[:, 0, 0, 0] + 1) * 127.5).astype(int).tolist() for x, _ in plain]
+        want = [x[0].numpy()[:, 0].astype(int).tolist() for x, _ in lab]
+        assert got == want and sorted(sum(got, [])) == list(range(n))
 
 
 def test_fine_tuning_falls_back_to_the_plain_way_and_says_why():

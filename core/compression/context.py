@@ -67,9 +67,28 @@ class Workbench:
         if len(tr) < len(self.data.index["train"]):
             self.fine_tune_note = f"fine-tuned on {len(tr)} of the {len(self.data.index['train'])} training images"
         bs = self.cfg.batch_size
+        cached = self.options["fine_tune"]["cache"] and not self.cfg.augment.active
         return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.images[tr], self.data.labels[tr], bs,
                                                   True, self.cfg.seed, self.cfg.augment),
-                            int(np.ceil(len(tr) / bs)), self.progress, self.cfg.seed)
+                            int(np.ceil(len(tr) / bs)), self.progress, self.cfg.seed,
+                            self.head_inputs if cached else None)
+
+    def head_inputs(self, model, layer: str):
+        """Batches of what `layer` of the run's model outputs for the fine-tuning rows (computed once per compress()
+        call: the layers below it are frozen) and their labels, shuffled exactly as `fine_tune_data`'s images."""
+        from core.data.pipeline import predict_images
+        from core.tfenv import keras, tf
+        tr = self.fine_tune_rows()
+
+        def compute():
+            self.say("compress", f"computing the frozen layers below {layer} once for {len(tr)} training images")
+            below = keras.Model(model.input, model.get_layer(layer).get_output_at(0))   # the run's own graph
+            return np.concatenate([predict_images(below, self.cfg.backbone, self.data.images[tr[i:i + 1024]])
+                                   for i in range(0, len(tr), 1024)])
+        x = self.memo(("head_inputs", layer, tr.tobytes()), compute)
+        y, bs, seed = self.data.labels[tr], self.cfg.batch_size, self.cfg.seed
+        return lambda: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True) \
+            .batch(bs).prefetch(tf.data.AUTOTUNE)
 
     def representative_images(self) -> np.ndarray:
         """A seeded sample of training images (uint8) for int8 calibration."""

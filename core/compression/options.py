@@ -17,7 +17,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "qat": {"epochs": 2, "lr": 1e-5},
     "pqat": {"epochs": 2, "lr": 1e-5},
     "tflite": {"representative_images": 200},
-    "fine_tune": {"max_images": 0},
+    "fine_tune": {"max_images": 0, "cache": True},
     "measure": {"latency_runs": 100, "warmup_runs": 10, "throughput_batch": 32, "throughput_repeats": 5,
                 "eval_repeats": 3},
 }
@@ -30,7 +30,8 @@ HELP: dict[str, str] = {
     "pqat": "epochs, lr (of the QAT phase; the pruning phase uses the pruning options)",
     "tflite": "representative_images (training images used to calibrate int8, 100-500 recommended)",
     "fine_tune": "max_images (training images that pruning, clustering and QAT fine-tune on, a seeded sample of "
-                 "each class in proportion; 0 = all)",
+                 "each class in proportion; 0 = all), cache true|false (a head scope trains the head on its inputs "
+                 "computed once, not on images every epoch)",
     "measure": "latency_runs (>= 50), warmup_runs, throughput_batch, throughput_repeats, eval_repeats (timed passes "
                "over the test split; the median is reported)",
 }
@@ -49,6 +50,7 @@ CHECKS: dict[str, Callable[[Any], bool]] = {
     "representative_images": _between(1, 5000, True), "latency_runs": _between(50, 100000, True),
     "warmup_runs": _between(1, 10000, True), "throughput_batch": _between(1, 1024, True),
     "throughput_repeats": _between(1, 1000, True), "eval_repeats": _between(1, 100, True), "max_images": _between(0, 10_000_000, True),
+    "cache": lambda v: isinstance(v, bool),
 }
 
 

@@ -35,11 +35,15 @@ from tensorflow_model_optimization.python.core.clustering.keras import clusterin
 
 @dataclass
 class FineTuneData:
-    """The run's training split as preprocessed batches, and how many steps one epoch takes."""
+    """The run's training split as preprocessed batches, and how many steps one epoch takes.
+
+    `head_inputs(model, layer)`, when given, makes the same batches (same order) of what `layer` outputs instead of
+    images: the frozen layers below it computed once, for a scope that trains only what is above it."""
     dataset: Callable[[], "tf.data.Dataset"]
     steps_per_epoch: int
     progress: Progress
     seed: int = 0
+    head_inputs: Callable[[object, str], Callable[[], "tf.data.Dataset"]] | None = None
 
 
 def is_head(layer) -> bool:
@@ -81,6 +85,22 @@ def _fit(model, data: FineTuneData, epochs: int, lr: float, stage: str, callback
     return [{"epoch": i + 1, **{k: round(float(v[i]), 5) for k, v in h.history.items()}} for i in range(n)]
 
 
+def _fit_scope(model, wrapped, data: FineTuneData, scope: str, epochs: int, lr: float, stage: str,
+               callbacks: list) -> tuple[list[dict], dict]:
+    """Fine-tune `wrapped` (`model` with compressed layers). With the head scope the backbone is frozen: when cached
+    head inputs are available only the head trains, on them (one backbone pass in all, not one per epoch); else
+    every epoch runs the images through the whole model. Returns (history, record of which way)."""
+    from dataclasses import replace
+    from core.models.graph import model_above
+    from core.models.heads import head_input
+    if scope == "head" and data.head_inputs is not None:
+        cut = head_input(model)
+        head = model_above(wrapped, cut, name="compressed_head")   # the wrapped head layers themselves
+        history = _fit(head, replace(data, dataset=data.head_inputs(model, cut)), epochs, lr, stage, callbacks)
+        return history, {"fine_tuned_on": f"cached head inputs ({cut})", "backbone_passes": 1}
+    return _fit(wrapped, data, epochs, lr, stage, callbacks), {"fine_tuned_on": "images", "backbone_passes": epochs}
+
+
 def prune(model, data: FineTuneData, sparsity: float, schedule: str, epochs: int, lr: float, scope: str,
           ramp: float, stage: str = "compress:pruning") -> tuple[object, dict]:
     """Magnitude pruning to `sparsity` of each prunable kernel in scope; returns (stripped model, info)."""
@@ -95,9 +115,9 @@ def prune(model, data: FineTuneData, sparsity: float, schedule: str, epochs: int
     prepare_fine_tune(model, scope)
     wrapped, names = _wrap(model, lambda l: tfmot.sparsity.keras.prune_low_magnitude(l, pruning_schedule=sched),
                            lambda l: bool(prunable_weight_names(l)) and (scope == "whole" or is_head(l)))
-    history = _fit(wrapped, data, epochs, lr, stage, [tfmot.sparsity.keras.UpdatePruningStep()])
+    history, way = _fit_scope(model, wrapped, data, scope, epochs, lr, stage, [tfmot.sparsity.keras.UpdatePruningStep()])
     info = {"pruned_layers": len(names), "schedule": schedule, "mask_updates_every_steps": freq,
-            "final_mask_update_step": end, "fine_tune_steps": total, "history": history}
+            "final_mask_update_step": end, "fine_tune_steps": total, **way, "history": history}
     return tfmot.sparsity.keras.strip_pruning(wrapped), info
 
 
@@ -113,8 +133,10 @@ def cluster(model, data: FineTuneData, clusters: int, epochs: int, lr: float, sc
             (scope == "whole" or is_head(layer))
     wrapped, names = _wrap(model, lambda l: tfmot.clustering.keras.cluster_weights(
         l, number_of_clusters=clusters, cluster_centroids_init=inits[init]), selected)
-    history = _fit(wrapped, data, epochs, lr, stage, []) if epochs else []
-    return tfmot.clustering.keras.strip_clustering(wrapped), {"clustered_layers": len(names), "history": history}
+    history, way = _fit_scope(model, wrapped, data, scope, epochs, lr, stage, []) if epochs else \
+        ([], {"fine_tuned_on": None, "backbone_passes": 0})
+    return tfmot.clustering.keras.strip_clustering(wrapped), {"clustered_layers": len(names), **way,
+                                                              "history": history}
 
 
 def _copy(model):

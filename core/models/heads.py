@@ -59,6 +59,13 @@ def feature_extractor(backbone, cfg: HeadConfig, taps: tuple[str, ...] = ()):
     return keras.Model(backbone.input, pooled(backbone, cfg, taps), name="feature_extractor")
 
 
+def head_input(model) -> str:
+    """Name of the layer whose output the head reads (the pooled features `pooled` makes, as they are cached)."""
+    first = next(layer for layer in model.layers if layer.name in ("head_norm", "predictions")
+                 or layer.name.startswith(("head_dense_", "head_dropout")))
+    return first.inbound_nodes[0].inbound_layers.name
+
+
 def head_model(feature_dim: int, layers: list):
     from core.tfenv import keras
     inp = keras.Input((feature_dim,), name="features")

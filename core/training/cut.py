@@ -3,8 +3,8 @@
 A cut is a layer whose output is the only tensor the layers above it read from the layers below (pooled taps of
 lower stages are allowed too: they are cached as the small vectors they become). MobileNetV2's residual blocks
 make that true only at block boundaries, so a requested first trainable layer is snapped down to the nearest cut:
-at least the requested layers train. The bottom and the top are replays of the model's own graph on new inputs,
-calling the same layer objects, so training the top trains the full model's weights; nothing is copied.
+at least the requested layers train. The bottom and the top are replays of the model's own graph on new inputs
+(core.models.graph), calling the same layer objects, so training the top trains the full model's weights.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from core.models.graph import layer_graph, replay
 from core.store.paths import cache_dir
 
 POOL_PREFIX = "head_pool"        # weightless pooling of a tap (core.models.heads.pooled)
@@ -30,25 +31,9 @@ class Split:
     pooled: list[str]            # pooling layers moved into the bottom (their vectors are cached)
 
 
-def _graph(model) -> tuple[list[str], dict[str, list[str]]]:
-    """Layer names in order and, for each, the names of the layers it reads (one call per layer in these models)."""
-    cfg = model.get_config()
-    order, inbound = [], {}
-    for layer in cfg["layers"]:
-        nodes = layer["inbound_nodes"]
-        if len(nodes) > 1:
-            raise ValueError(f"layer {layer['name']} is called more than once in the model")
-        reads = [n[0] for n in nodes[0]] if nodes else []
-        if nodes and any(n[3] for n in nodes[0]):
-            raise ValueError(f"layer {layer['name']} is called with keyword arguments")
-        order.append(layer["name"])
-        inbound[layer["name"]] = reads
-    return order, inbound
-
-
-def valid_cuts(model, n_backbone: int) -> list[int]:
+def valid_cuts(model, n_backbone: int, graph: tuple[list[str], dict[str, list[str]]] | None = None) -> list[int]:
     """Indices c (< n_backbone) of backbone layers whose output is the only full tensor the rest reads from below."""
-    order, inbound = _graph(model)
+    order, inbound = graph or layer_graph(model)
     pos = {n: i for i, n in enumerate(order)}
     cuts = []
     for c in range(1, n_backbone):
@@ -62,40 +47,34 @@ def valid_cuts(model, n_backbone: int) -> list[int]:
     return cuts
 
 
-def _replay(model, names: list[str], inbound: dict[str, list[str]], tensors: dict):
-    for name in names:
-        layer = model.get_layer(name)
-        ins = [tensors[r] for r in inbound[name]]
-        tensors[name] = layer(ins if len(ins) > 1 else ins[0])
-    return tensors
-
-
 def split(model, n_backbone: int, first_trainable: int) -> Split | None:
     """The model split at the highest cut below `first_trainable` (None if there is none)."""
     from core.tfenv import keras
-    cuts = [c for c in valid_cuts(model, n_backbone) if c < first_trainable]
+    order, inbound = graph = layer_graph(model)
+    cuts = [c for c in valid_cuts(model, n_backbone, graph) if c < first_trainable]
     if not cuts:
         return None
     c = cuts[-1]
-    order, inbound = _graph(model)
     pos = {n: i for i, n in enumerate(order)}
     pooled = [n for n in order[c + 1:] if n.startswith(POOL_PREFIX) and all(pos[r] <= c for r in inbound[n])]
     image = keras.Input(model.input_shape[1:], name="image")
-    below = _replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
+    below = replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
     bottom = keras.Model(image, [below[order[c]]] + [below[p] for p in pooled], name="below_cut")
     ins = {order[c]: keras.Input(model.get_layer(order[c]).output_shape[1:], name="cut")}
     ins |= {p: keras.Input(model.get_layer(p).output_shape[1:], name=f"{p}_in") for p in pooled}
-    above = _replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
+    above = replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
     top = keras.Model(list(ins.values()), above[order[-1]], name="above_cut")
     return Split(bottom, top, order[c], c + 1, pooled)
 
 
 class ActivationCache:
-    """The bottom's outputs for every image of a dataset on disk (float32, or float16 when large), memory-mapped
-    when read back.
+    """The bottom's outputs for rows of a dataset on disk (float32, or float16 when large), memory-mapped when read
+    back.
 
-    Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut): the layers below a cut are frozen and
-    pretrained, so their outputs never change. Random weights are never cached."""
+    Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut, rows): the layers below a cut are frozen
+    and pretrained, so their outputs never change. Only the rows fine-tuning reads are computed (training, validation
+    and the few test images of the final check; evaluation runs the whole model on the test split anyway). Random
+    weights are never cached."""
 
     def __init__(self, key: str, cacheable: bool) -> None:
         self.folder = cache_dir() / "cut" / key
@@ -104,15 +83,16 @@ class ActivationCache:
 
     @staticmethod
     def key(fingerprint: str, dataset: str, backbone: str, weights: str, size: int, pooling: str,
-            taps: tuple[str, ...], cut: str) -> str:
-        raw = f"{fingerprint}|{dataset}|{backbone}|{weights}|{size}|{pooling}|{','.join(taps)}|{cut}|v1"
+            taps: tuple[str, ...], cut: str, rows: np.ndarray) -> str:
+        rows_hash = hashlib.sha256(np.asarray(rows, np.int64).tobytes()).hexdigest()[:16]
+        raw = f"{fingerprint}|{dataset}|{backbone}|{weights}|{size}|{pooling}|{','.join(taps)}|{cut}|{rows_hash}|v2"
         return f"{cut}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
-    def arrays(self, bottom, images: np.ndarray, predict: Callable) -> list[np.ndarray]:
-        """[cut activations, *pooled taps] for `images` (row i = image i), computed once and stored."""
+    def arrays(self, compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+        """[cut activations, *pooled taps] (one row per row of the key), from the cache or `compute()` once."""
         if self.was_cached:
             return [np.load(f, mmap_mode="r") for f in sorted(self.folder.glob("out*.npy"))]
-        outs = predict(bottom, images)
+        outs = compute()
         dtype = np.float32 if sum(o.nbytes for o in outs) <= FLOAT32_MAX_BYTES else np.float16
         outs = [o.astype(dtype) for o in outs]
         if self.cacheable:
@@ -129,25 +109,41 @@ class ActivationCache:
         return outs
 
 
-def predict_bottom(bottom, images: np.ndarray, batch_size: int = 32, backbone: str | None = None) -> list[np.ndarray]:
-    """The bottom's outputs for uint8 images, in order, through one compiled function (preprocessing first)."""
-    from core.models.backbones import preprocess
-    from core.tfenv import tf
-    spec = tf.TensorSpec((None,) + tuple(bottom.input_shape[1:]), tf.float32)
-    fn = tf.function(lambda x: bottom(x, training=False), input_signature=[spec], autograph=False)
-    parts = [fn(preprocess(backbone, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
-    parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]      # a single output comes back bare
-    return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
+def _flat(bottom):
+    """The bottom with one flat output (its outputs flattened and concatenated), so that it converts and runs like
+    a feature extractor."""
+    from core.tfenv import keras
+    flat = [keras.layers.Flatten()(o) for o in bottom.outputs]
+    return keras.Model(bottom.input, flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat))
 
+
+def compute_bottom(sp: Split, images: np.ndarray, rows: np.ndarray, backbone: str, weights: str, size: int,
+                   pooling: str, taps: tuple[str, ...], engine: str = "auto",
+                   chunk: int = 1024) -> tuple[list[np.ndarray], dict]:
+    """The bottom's outputs for the uint8 images at `rows`, in that order, through the feature path's extractor
+    (`core.training.extractor.make_extractor`: TFLite on XNNPACK when a converted bottom is stored or enough images
+    make converting pay, checked against Keras when built; Keras otherwise). Images are read `chunk` at a time.
+    Returns ([cut activation, *pooled taps], {engine, note, build_seconds})."""
+    from .extractor import make_extractor
+    ex = make_extractor(_flat(sp.bottom), backbone, weights, size, pooling, len(rows), images[rows[:32]], engine,
+                        taps, part=f"below-{sp.cut}")
+    flat = np.concatenate([ex.extract(images[rows[i:i + chunk]]) for i in range(0, len(rows), chunk)])
+    shapes = [tuple(o.shape[1:]) for o in sp.bottom.outputs]
+    ends = np.cumsum([int(np.prod(s)) for s in shapes])
+    outs = [flat[:, e - int(np.prod(s)):e].reshape((len(rows),) + s) for s, e in zip(shapes, ends)]
+    return outs, {"engine": ex.engine, "note": ex.note, "build_seconds": round(ex.build_seconds, 2)}
 
 
 class Batches:
-    """Seeded shuffled batches of cached activations (read from the memory map batch by batch) and their labels."""
+    """Seeded shuffled batches of cached activations (read from the memory map batch by batch) and their labels.
+
+    From memory, the shuffle is tf.data's with `seed`, as `core.data.pipeline.image_dataset` shuffles images: the
+    top sees its batches in the order the plain way feeds the whole model."""
 
     def __init__(self, arrays: list[np.ndarray], rows: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool, seed: int) -> None:
         self.arrays, self.rows, self.labels, self.batch_size = arrays, np.asarray(rows), labels, batch_size
-        self.shuffle, self.rng = shuffle, np.random.default_rng(seed)
+        self.shuffle, self.seed, self.rng = shuffle, seed, np.random.default_rng(seed)
 
     def __call__(self):
         order = self.rng.permutation(self.rows) if self.shuffle else self.rows
@@ -163,7 +159,7 @@ class Batches:
             x = tuple(np.asarray(a[self.rows], np.float32) for a in self.arrays)
             ds = tf.data.Dataset.from_tensor_slices((x, self.labels[self.rows]))
             if self.shuffle:
-                ds = ds.shuffle(len(self.rows), seed=int(self.rng.integers(1 << 31)), reshuffle_each_iteration=True)
+                ds = ds.shuffle(len(self.rows), seed=self.seed, reshuffle_each_iteration=True)
             return ds.batch(self.batch_size).prefetch(2)
         sig = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.float32) for a in self.arrays),
                tf.TensorSpec((None,), tf.int64))

@@ -36,10 +36,14 @@ class Extractor:
     build_seconds: float = 0.0
 
 
-def tflite_path(backbone: str, weights: str, image_size: int, pooling: str, taps: tuple[str, ...] = ()) -> Path:
+def tflite_path(backbone: str, weights: str, image_size: int, pooling: str, taps: tuple[str, ...] = (),
+                part: str = "") -> Path:
+    """Where the converted extractor is stored; `part` names a part of the model other than the whole backbone
+    (e.g. the layers below a fine-tuning cut)."""
     raw = f"{backbone}|{weights}|{image_size}|{pooling}|{version('tensorflow')}|{version('ai-edge-litert')}|v1"
     raw += f"|taps={','.join(taps)}" if taps else ""
-    kind = f"{pooling}-taps{len(taps)}" if taps else pooling
+    raw += f"|part={part}" if part else ""
+    kind = (f"{pooling}-taps{len(taps)}" if taps else pooling) + (f"-{part}" if part else "")
     return cache_dir() / "extractors" / f"{backbone}-{image_size}-{kind}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}.tflite"
 
 
@@ -71,7 +75,7 @@ def _tflite_extract(path: Path, backbone: str, image_size: int) -> Callable[[np.
 
 def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int, pooling: str,
                    n_images: int, check_images: np.ndarray, engine: str = "auto",
-                   taps: tuple[str, ...] = ()) -> Extractor:
+                   taps: tuple[str, ...] = (), part: str = "") -> Extractor:
     """The extractor a run uses. `auto` takes TFLite for pretrained weights when a converted extractor is stored, or
     when at least BUILD_MIN_IMAGES images are to be extracted (then it is built and stored); Keras otherwise.
     Random weights are never stored (they change with every build)."""
@@ -82,7 +86,7 @@ def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int
     if engine == "keras":
         keras.note = "Keras (chosen)"
         return keras
-    path = tflite_path(backbone, weights, image_size, pooling, taps)
+    path = tflite_path(backbone, weights, image_size, pooling, taps, part)
     pretrained = weights != "random"
     if pretrained and path.is_file():
         try:

@@ -20,7 +20,7 @@ from core.evaluation.energy import Energy, meter, total
 from core.errors import LabError
 from .extractor import make_extractor
 from .features import FeatureStore
-from .cut import ActivationCache, Batches, predict_bottom, split
+from .cut import ActivationCache, Batches, compute_bottom, split
 from .head_fit import SMALL_PER_CLASS, Candidate, fit_features, select_linear, set_linear_weights
 from core.data.checksets import check_set_for
 from core.evaluation.checkset import score_run
@@ -159,16 +159,16 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
     return _history(h.history, stage, offset), (keep.best_epoch if keep else None)
 
 
-def _fit_above_cut(cfg, progress, data: PreparedData, sp, arrays: list[np.ndarray], epochs: int, lr: float,
-                   offset: int) -> tuple[list[dict], int | None]:
-    """Fine-tune the top of a split on the cached activations below its cut, keeping the best validation epoch as
-    `_fit_images` does; the full model's layers are the top's, so it is trained too."""
-    tr, va = data.index["train"], data.index["val"]
+def _fit_above_cut(cfg, progress, sp, arrays: list[np.ndarray], labels: np.ndarray, tr: np.ndarray,
+                   va: np.ndarray, epochs: int, lr: float, offset: int) -> tuple[list[dict], int | None]:
+    """Fine-tune the top of a split on the cached activations below its cut (`tr`, `va`: their rows), in the batch
+    order the plain way uses, keeping the best validation epoch as `_fit_images` does; the full model's layers are
+    the top's, so it is trained too."""
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     sp.top.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy",
                    ["accuracy"])
-    train_ds = Batches(arrays, tr, data.labels, cfg.batch_size, True, cfg.seed + offset).dataset()
-    val = Batches(arrays, va, data.labels, 64, False, 0).dataset if len(va) else None
+    train_ds = Batches(arrays, tr, labels, cfg.batch_size, True, cfg.seed + offset).dataset()
+    val = Batches(arrays, va, labels, 64, False, 0).dataset if len(va) else None
     callbacks = _callbacks(cfg, progress, "fine-tune", epochs, offset, val is not None)
     keep = _keep_best(sp.top, val, offset) if val is not None else None
     h = sp.top.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val() if val else None,
@@ -176,10 +176,16 @@ def _fit_above_cut(cfg, progress, data: PreparedData, sp, arrays: list[np.ndarra
     return _history(h.history, "fine-tune", offset), (keep.best_epoch if keep else None)
 
 
+CHECK_IMAGES = 32    # test images on which the reassembled model must equal the top on cached activations
+
+
 def _fine_tune(cfg, progress, data: PreparedData, model, n_backbone: int, at: int, weights: str,
-               taps: tuple[str, ...], offset: int) -> tuple[list[dict], int | None, dict]:
+               taps: tuple[str, ...], offset: int) -> tuple[list[dict], int | None, dict, np.ndarray | None]:
     """Fine-tune from layer `at`: above a cut on cached activations when the layers below are frozen and the images
-    are not augmented, else the plain way (every epoch through every layer). Returns (history, kept epoch, record)."""
+    are not augmented, else the plain way (every epoch through every layer).
+
+    Returns (history, kept epoch, record, the top's outputs on the first CHECK_IMAGES test images or None): the
+    evaluation compares the reassembled model's outputs on those images with them, at no extra pass."""
     lr = cfg.fine_tune_lr or cfg.learning_rate / 10
     why_plain = "augmentation changes the images every epoch" if cfg.augment.active else \
         "no frozen layers below the first trainable one" if at == 0 else \
@@ -190,24 +196,33 @@ def _fine_tune(cfg, progress, data: PreparedData, model, n_backbone: int, at: in
         progress(ProgressEvent("fine-tune", f"fine-tuning from layer {at} ({n} trainable layers), the plain way"))
         hist, kept = _fit_images(cfg, progress, data, model, "fine-tune", cfg.fine_tune_epochs, lr, offset)
         return hist, kept, {"path": "plain", "why": why_plain or f"no single-tensor cut below layer {at}",
-                            "requested_layer": at, "first_trainable": at, "trainable_layers": n}
+                            "requested_layer": at, "first_trainable": at, "trainable_layers": n}, None
     n = set_trainable_from(model, n_backbone, sp.first_trainable)
+    tr, va, te = data.index["train"], data.index["val"], data.index["test"][:CHECK_IMAGES]
+    rows = np.concatenate([tr, va, te])
     cache = ActivationCache(ActivationCache.key(data.fingerprint, data.dataset, cfg.backbone, weights,
-                                                data.image_size, cfg.head.pooling, taps, sp.cut),
+                                                data.image_size, cfg.head.pooling, taps, sp.cut, rows),
                             weights != "random" and bool(data.fingerprint))
     progress(ProgressEvent("fine-tune", f"layers below {sp.cut} (frozen) computed once" +
                            (" (cached)" if cache.was_cached else "") + f"; fine-tuning the {n} layers above"))
-    arrays = cache.arrays(sp.bottom, data.images, lambda b, im: predict_bottom(b, im, backbone=cfg.backbone))
-    hist, kept = _fit_above_cut(cfg, progress, data, sp, arrays, cfg.fine_tune_epochs, lr, offset)
-    te = data.index["test"][:32]                 # the reassembled model must equal the top on cached activations
-    want = sp.top.predict([a[te].astype(np.float32) for a in arrays], verbose=0) if len(te) else None
-    gap = float(np.abs(predict_images(model, cfg.backbone, data.images[te]) - want).max()) if len(te) else 0.0
-    if gap > 1e-3:
-        raise RuntimeError(f"the fine-tuned model disagrees with its top on cached activations by {gap:.2e}")
+    engine = {"engine": "cached", "note": "activations read from the cache"}
+
+    def compute() -> list[np.ndarray]:
+        arrays, info = compute_bottom(sp, data.images, rows, cfg.backbone, weights, data.image_size,
+                                      cfg.head.pooling, taps, cfg.feature_engine)
+        engine.update(info)
+        return arrays
+    arrays = cache.arrays(compute)
+    at_tr, at_va = np.arange(len(tr)), np.arange(len(tr), len(tr) + len(va))
+    hist, kept = _fit_above_cut(cfg, progress, sp, arrays, data.labels[rows], at_tr, at_va, cfg.fine_tune_epochs,
+                                lr, offset)
+    check = [np.asarray(a[len(tr) + len(va):], np.float32) for a in arrays]
+    want = sp.top(check if len(check) > 1 else check[0], training=False).numpy() if len(te) else None
     return hist, kept, {"path": "cached below the cut", "requested_layer": at, "cut": sp.cut,
                         "first_trainable": sp.first_trainable, "trainable_layers": n,
                         "snapped": sp.first_trainable != at, "activations_cached": cache.was_cached,
-                        "activation_bytes": int(sum(a.nbytes for a in arrays)), "check_gap": gap}
+                        "activation_rows": int(len(rows)), "bottom_engine": engine,
+                        "activation_bytes": int(sum(a.nbytes for a in arrays))}, want
 
 
 def _resolve_fine_tune_at(at: int | None, backbone_layers: int) -> int | None:
@@ -312,13 +327,13 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                 history += _fit_images(cfg, progress, data, model, "train", cfg.epochs, cfg.learning_rate, 0)[0]
         taps_info["layers"] = list(taps) or [backbone.layers[-1].name]
 
-        fine_tune_start = kept_epoch = fine_tune_info = None
+        fine_tune_start = kept_epoch = fine_tune_info = top_check = None
         if cfg.fine_tune_epochs:
             at = _resolve_fine_tune_at(cfg.fine_tune_at, n_backbone)
             fine_tune_start = len(history)
             with stage("fine_tune"):
-                ft_history, kept_epoch, fine_tune_info = _fine_tune(cfg, progress, data, model, n_backbone, at,
-                                                                    weights, taps, fine_tune_start)
+                ft_history, kept_epoch, fine_tune_info, top_check = _fine_tune(
+                    cfg, progress, data, model, n_backbone, at, weights, taps, fine_tune_start)
             history += ft_history
         for layer in model.layers:
             layer.trainable = True
@@ -337,6 +352,11 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                     raise RuntimeError(f"assembled model disagrees with head-on-features by {gap:.2e}")
             else:
                 probs = predict_images(model, cfg.backbone, x_test)
+            if top_check is not None:       # fine-tuned above a cut: the reassembled model equals the trained top
+                gap = float(np.abs(probs[:len(top_check)] - top_check).max())
+                if gap > 1e-3:
+                    raise RuntimeError(f"the fine-tuned model disagrees with its top on cached activations by {gap:.2e}")
+                fine_tune_info |= {"check_gap": gap, "check_images": len(top_check)}
             metrics = classification_metrics(y_test, probs, data.class_names, ids_test)
             va = data.index["val"]           # the temperature: fitted on validation probabilities, as cheaply
             if not len(va):
