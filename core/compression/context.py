@@ -67,7 +67,7 @@ class Workbench:
         if len(tr) < len(self.data.index["train"]):
             self.fine_tune_note = f"fine-tuned on {len(tr)} of the {len(self.data.index['train'])} training images"
         bs = self.cfg.batch_size
-        return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.images[tr], self.data.labels[tr], bs,
+        return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.take(tr), self.data.labels[tr], bs,
                                                   True, self.cfg.seed, self.cfg.augment),
                             int(np.ceil(len(tr) / bs)), self.progress, self.cfg.seed)
 

@@ -10,15 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from core.data.lazy import NpyFile, NpyWriter
 from core.store.paths import cache_dir
+from core.store.settings import batch_rows, memory_budget
 
 POOL_PREFIX = "head_pool"        # weightless pooling of a tap (core.models.heads.pooled)
-FLOAT32_MAX_BYTES = 256 << 20    # activations up to this size are stored as float32, larger ones as float16
+
+
+def float32_max_bytes() -> int:
+    """Activations up to this size are stored as float32 and held in RAM, larger ones as float16 on disk and read
+    batch by batch: 1/8 of the memory budget (256 MB at the default 2048 MB)."""
+    return memory_budget() // 8
 
 
 @dataclass
@@ -91,8 +100,8 @@ def split(model, n_backbone: int, first_trainable: int) -> Split | None:
 
 
 class ActivationCache:
-    """The bottom's outputs for every image of a dataset on disk (float32, or float16 when large), memory-mapped
-    when read back.
+    """The bottom's outputs for every image of a dataset on disk (float32, or float16 when large), computed and
+    written a batch within the memory budget at a time, held in RAM when small and read by rows when large.
 
     Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut): the layers below a cut are frozen and
     pretrained, so their outputs never change. Random weights are never cached."""
@@ -108,33 +117,66 @@ class ActivationCache:
         raw = f"{fingerprint}|{dataset}|{backbone}|{weights}|{size}|{pooling}|{','.join(taps)}|{cut}|v1"
         return f"{cut}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
-    def arrays(self, bottom, images: np.ndarray, predict: Callable) -> list[np.ndarray]:
+    def arrays(self, bottom, images, predict: Callable) -> list:
         """[cut activations, *pooled taps] for `images` (row i = image i), computed once and stored."""
-        if self.was_cached:
-            return [np.load(f, mmap_mode="r") for f in sorted(self.folder.glob("out*.npy"))]
-        outs = predict(bottom, images)
-        dtype = np.float32 if sum(o.nbytes for o in outs) <= FLOAT32_MAX_BYTES else np.float16
-        outs = [o.astype(dtype) for o in outs]
-        if self.cacheable:
-            tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
-            tmp.mkdir(parents=True, exist_ok=True)
-            for i, o in enumerate(outs):
-                np.save(tmp / f"out{i}.npy", o)
+        if not self.was_cached:
+            self._compute(bottom, images, predict)
+        return _read_back(self.folder if self.cacheable else self._scratch)
+
+    def _compute(self, bottom, images, predict: Callable) -> None:
+        shapes = [tuple(int(d) for d in s[1:]) for s in _output_shapes(bottom)]
+        row_bytes = sum(int(np.prod(s)) for s in shapes) * 4
+        dtype = np.float32 if row_bytes * len(images) <= float32_max_bytes() else np.float16
+        tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            writers = [NpyWriter(tmp / f"out{i}.npy", s, dtype) for i, s in enumerate(shapes)]
+            step = batch_rows(row_bytes + int(np.prod(images.shape[1:])) * 5)
+            for i in range(0, len(images), step):            # a multiple of 32: the same batches as one call
+                for w, o in zip(writers, predict(bottom, images[i:i + step])):
+                    w.append(o)
+            for w in writers:
+                w.close()
             (tmp / "done").touch()
-            try:
-                os.replace(tmp, self.folder)             # another process may have stored the same: keep theirs
-            except OSError:
-                import shutil
-                shutil.rmtree(tmp, ignore_errors=True)
-        return outs
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not self.cacheable:                            # random weights: used by this run only, then deleted
+            self._scratch = tmp
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            return
+        try:
+            os.replace(tmp, self.folder)                 # another process may have stored the same: keep theirs
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _output_shapes(model) -> list:
+    shape = model.output_shape
+    return shape if isinstance(shape, list) else [shape]
+
+
+def _read_back(folder) -> list:
+    """The stored outputs: in RAM when they fit float32_max_bytes, else read by rows from disk (NpyFile)."""
+    files = sorted(folder.glob("out*.npy"), key=lambda f: int(f.stem[3:]))
+    arrays = [NpyFile(f) for f in files]
+    if sum(a.nbytes for a in arrays) <= float32_max_bytes():
+        return [np.load(f) for f in files]
+    return arrays
+
+
+_COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()   # bottom model -> its compiled function
 
 
 def predict_bottom(bottom, images: np.ndarray, batch_size: int = 32, backbone: str | None = None) -> list[np.ndarray]:
     """The bottom's outputs for uint8 images, in order, through one compiled function (preprocessing first)."""
     from core.models.backbones import preprocess
     from core.tfenv import tf
-    spec = tf.TensorSpec((None,) + tuple(bottom.input_shape[1:]), tf.float32)
-    fn = tf.function(lambda x: bottom(x, training=False), input_signature=[spec], autograph=False)
+    fn = _COMPILED.get(bottom)
+    if fn is None:          # one trace per bottom: it is called once per batch of images within the budget
+        spec = tf.TensorSpec((None,) + tuple(bottom.input_shape[1:]), tf.float32)
+        fn = _COMPILED[bottom] = tf.function(lambda x: bottom(x, training=False), input_signature=[spec],
+                                             autograph=False)
     parts = [fn(preprocess(backbone, images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
     parts = [p if isinstance(p, (list, tuple)) else [p] for p in parts]      # a single output comes back bare
     return [np.concatenate([np.asarray(p[k]) for p in parts]) for k in range(len(parts[0]))]
@@ -159,7 +201,7 @@ class Batches:
         """Small activations go through tf.data from memory (one seeded shuffle per epoch); large ones are read from
         the memory map batch by batch."""
         from core.tfenv import tf
-        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= FLOAT32_MAX_BYTES:
+        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= float32_max_bytes():
             x = tuple(np.asarray(a[self.rows], np.float32) for a in self.arrays)
             ds = tf.data.Dataset.from_tensor_slices((x, self.labels[self.rows]))
             if self.shuffle:

@@ -10,6 +10,7 @@ import numpy as np
 from core.data.prepare import PreparedData
 from .extractor import Extractor
 from core.store.paths import cache_dir
+from core.store.settings import batch_rows
 
 
 def features_key(data: PreparedData, backbone: str, weights: str, pooling: str, taps: tuple[str, ...] = ()) -> str:
@@ -24,7 +25,8 @@ class FeatureStore:
 
     Training asks for the train and validation rows, evaluation for the test rows, so each stage pays for its own
     backbone pass. The rows known so far are saved (features and a mask of known rows) and later runs load them.
-    Randomly initialised backbones are never cached: their features change with every build.
+    Randomly initialised backbones are never cached: their features change with every build. Images are read and
+    extracted a batch within the memory budget at a time (core.store.settings.batch_rows).
     `make_extractor(n)` is called once, when the first unknown rows are asked for, with the number of unknown rows.
     """
 
@@ -53,11 +55,14 @@ class FeatureStore:
         if len(missing):
             if self.extractor is None:
                 self.extractor = self._make(int((~self._known).sum()))
-            feats = self.extractor.extract(self.data.images[missing])
-            if self.values is None:
-                self.values = np.zeros((len(self.data.images), feats.shape[1]), np.float32)
-            self.values[missing] = feats
-            self._known[missing] = True
+            step = batch_rows(self.data.image_size ** 2 * 3 * 5)     # uint8 images + their float32 input
+            for i in range(0, len(missing), step):                 # a multiple of 32: the same batches as one call
+                part = missing[i:i + step]
+                feats = self.extractor.extract(self.data.images[part])
+                if self.values is None:
+                    self.values = np.zeros((len(self.data.images), feats.shape[1]), np.float32)
+                self.values[part] = feats
+                self._known[part] = True
             self._save()
         return self.values[idx] if self.values is not None else np.zeros((0, self.dim), np.float32)
 
