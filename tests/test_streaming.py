@@ -24,6 +24,7 @@ def _stream(monkeypatch) -> None:
     monkeypatch.setattr("core.data.prepare.in_ram_limit", lambda: 0)
     monkeypatch.setattr("core.data.prepare.batch_rows", lambda *a, **k: 32)
     monkeypatch.setattr("core.training.features.batch_rows", lambda *a, **k: 32)
+    monkeypatch.setattr("core.training.features.in_ram_limit", lambda: 0)
 
 
 def test_lazy_arrays_index_like_numpy(tmp_path):
@@ -123,11 +124,18 @@ def test_streamed_training_gives_the_same_features_and_results(tmp_path, own_cac
             if way == "disk":
                 _stream(m)
             s = train(cfg)
-        feats = next((own_cache / "cache" / "features").glob("*.npz"))
-        with np.load(feats) as z:
-            out[way] = s, read_json(run_dir(s["run_id"]) / "predictions.json"), z["values"][z["known"]], feats.name
+        stored = own_cache / "cache" / "features"
+        if way == "ram":
+            feats = next(stored.glob("*.npz"))
+            with np.load(feats) as z:
+                values, known = z["values"], z["known"]
+        else:                                                            # large features: a .npy read by rows
+            feats = next(stored.glob("*.known.npy"))
+            values, known = np.load(stored / feats.name.replace(".known", "")), np.load(feats)
+        out[way] = s, read_json(run_dir(s["run_id"]) / "predictions.json"), values[known], feats.name.split(".")[0]
     (s_ram, p_ram, f_ram, key_ram), (s_disk, p_disk, f_disk, key_disk) = out["ram"], out["disk"]
     assert key_ram == key_disk                                           # the feature cache key does not move
+    assert len(f_ram) == len(f_disk) == s_ram["num_train"] + s_ram["num_val"]        # test rows: through the model
     assert np.abs(f_ram - f_disk).max() <= 1e-5
     assert s_disk["fine_tune"]["path"] == s_ram["fine_tune"]["path"] == "cached below the cut"
     assert p_disk["indices"] == p_ram["indices"] and p_disk["y_true"] == p_ram["y_true"]

@@ -71,7 +71,9 @@ class LazyRows:
         else:
             idx = np.asarray(key)
             out = self.take(np.flatnonzero(idx) if idx.dtype == bool else idx)
-        return out[(slice(None),) * (not isinstance(key, (int, np.integer))) + rest] if rest else out
+        if not rest:
+            return out
+        return np.ascontiguousarray(out[(slice(None),) * (not isinstance(key, (int, np.integer))) + rest])
 
     def chunks(self, rows: int = READ_CHUNK_ROWS) -> Iterator[np.ndarray]:
         for i in range(0, len(self), rows):
@@ -126,6 +128,40 @@ class NpyFile(LazyRows):
         finally:
             os.close(fd)
         return out
+
+    def write(self, rows, values: np.ndarray) -> None:
+        """Write `values[k]` to row `rows[k]` of the file, in place (positioned writes; nothing else is read)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
+        flat = np.ascontiguousarray(np.asarray(values, self.dtype)[order]).reshape(len(rows), -1).view(np.uint8)
+        if len(rows) and (rows[0] < 0 or rows[-1] >= len(self)):
+            raise IndexError(f"row out of range for {len(self)} rows")
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
+        ends = np.append(starts[1:], len(rows))
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                view, pos = memoryview(flat[a:b].reshape(-1)), self.offset + int(rows[a]) * self.row_bytes
+                while len(view):
+                    view, pos = view[(n := os.pwritev(fd, [view], pos)):], pos + n
+        finally:
+            os.close(fd)
+
+
+def create_npy(path: str | Path, shape: tuple[int, ...], dtype) -> "NpyFile":
+    """A new .npy of zeros at `path` (sparse on disk, atomically created), to be filled with `NpyFile.write`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}-{id(shape)}.npy")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(_header(shape, dtype))
+            f.truncate(HEADER_BYTES + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return NpyFile(path)
 
 
 class Resized(LazyRows):

@@ -17,7 +17,7 @@ from core.config import TrainConfig
 from core.data.prepare import PreparedData, prepare
 from core.evaluation.calibration import calibration_record
 from core.evaluation.energy import Energy, meter, total
-from core.evaluation.memory import peak_rss_mb, rss_meter
+from core.evaluation.memory import rss_meter
 from core.store.settings import memory_budget
 from core.errors import LabError
 from .extractor import make_extractor
@@ -379,7 +379,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
                        "total": total(list(energies.values())).to_dict()},
             "memory": {"budget_mb": memory_budget() >> 20, "images_in_memory": data.in_memory,
-                       "peak_rss_mb": peaks, "process_peak_rss_mb": round(peak_rss_mb(), 1)},
+                       "peak_rss_mb": peaks, "process_peak_rss_mb": max(peaks.values(), default=0.0)},
             "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,
         }
         write_json(folder / "run.json", summary)
