@@ -28,7 +28,7 @@ def _stream(monkeypatch) -> None:
 
 
 def test_lazy_arrays_index_like_numpy(tmp_path):
-    from core.data.lazy import NpyFile, Resized, Rows, take, write_npy
+    from core.data.lazy import NpyFile, Resized, Rows, create_npy, take, write_npy
     a = np.random.default_rng(0).integers(0, 255, (70, 5, 4, 3), dtype=np.uint8)
     n = write_npy(tmp_path / "a.npy", (a[i:i + 32] for i in range(0, 70, 32)), (5, 4, 3), np.uint8)
     assert n == 70 and np.array_equal(np.load(tmp_path / "a.npy"), a)        # a standard .npy
@@ -43,6 +43,11 @@ def test_lazy_arrays_index_like_numpy(tmp_path):
     assert isinstance(view, Rows) and np.array_equal(view[1:], a[[2, 40]]) and np.array_equal(take(a, [1]), a[[1]])
     with pytest.raises(IndexError):
         f[np.array([70])]
+    g = create_npy(tmp_path / "g.npy", (50, 7), np.float32)                  # filled by rows, in any order
+    rows, v = np.array([9, 3, 4, 5, 40, 41, 0, 49]), np.random.default_rng(2).random((8, 7), np.float32)
+    g.write(rows, v)
+    assert np.array_equal(g[rows], v) and np.array_equal(np.load(tmp_path / "g.npy")[rows], v)
+    assert not np.load(tmp_path / "g.npy")[[1, 2, 48]].any()
     grey = a[..., 0]
     from core.data.images import resize_array
     assert np.array_equal(Resized(grey, 9)[[4, 1]], resize_array(grey[[4, 1]], 9))
@@ -62,7 +67,7 @@ def test_a_failed_write_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_budget_is_read_from_the_environment(monkeypatch):
+def test_budget_is_read_from_the_environment_and_the_settings(tmp_path, monkeypatch):
     from core.errors import LabError
     from core.store import settings
     monkeypatch.setenv("LAB_MEMORY_BUDGET_MB", "512")
@@ -73,7 +78,12 @@ def test_budget_is_read_from_the_environment(monkeypatch):
     with pytest.raises(LabError, match="LAB_MEMORY_BUDGET_MB must be a number"):
         settings.memory_budget()
     monkeypatch.delenv("LAB_MEMORY_BUDGET_MB")
-    assert settings.memory_budget() == settings.DEFAULT_MEMORY_BUDGET_MB << 20 or settings.stored()
+    monkeypatch.setenv("LAB_HOME", str(tmp_path))
+    assert settings.memory_budget() == settings.DEFAULT_MEMORY_BUDGET_MB << 20
+    from core.cli.main import main
+    assert main(["settings", "--memory-budget-mb", "1024", "--json"]) == 0
+    assert settings.memory_budget() == 1024 << 20 and settings.stored()["memory_budget_mb"] == 1024
+    assert main(["settings", "--memory-budget-mb", "100"]) == 2 and settings.memory_budget() == 1024 << 20
 
 
 def test_streamed_prepare_gives_the_same_images_labels_and_splits(tmp_path, own_cache, monkeypatch):

@@ -51,9 +51,11 @@ def backbones(args) -> None:
 def _settings_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--carbon-region", help="grid region for CO2e (a code from the list this command prints)")
     p.add_argument("--cpu-watts-per-core", type=float, help="watts per busy CPU core for energy estimates")
+    p.add_argument("--memory-budget-mb", type=int,
+                   help="memory budget for a dataset's images, features and activations (LAB_MEMORY_BUDGET_MB)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core)", _settings_args)
+@command("show or change the lab settings (carbon region, watts per busy core, memory budget)", _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
     from core.store import settings as lab_settings
@@ -67,14 +69,19 @@ def settings(args) -> None:
         if not 0 < args.cpu_watts_per_core < 1000:
             raise LabError("cpu-watts-per-core must be between 0 and 1000")
         changes["cpu_watts_per_core"] = args.cpu_watts_per_core
+    if args.memory_budget_mb is not None:
+        if args.memory_budget_mb < lab_settings.MIN_MEMORY_BUDGET_MB:
+            raise LabError(f"memory-budget-mb must be at least {lab_settings.MIN_MEMORY_BUDGET_MB}")
+        changes["memory_budget_mb"] = args.memory_budget_mb
     if changes:
         lab_settings.save(**changes)
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
-           "cpu_watts_per_core": energy.watts_per_core(),
+           "cpu_watts_per_core": energy.watts_per_core(), "memory_budget_mb": lab_settings.memory_budget() >> 20,
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
-                                   f"{o['cpu_watts_per_core']:g} W per busy core\nregions: "
+                                   f"{o['cpu_watts_per_core']:g} W per busy core, memory budget "
+                                   f"{o['memory_budget_mb']} MB\nregions: "
                                    + ", ".join(f"{k} {v['name']}" for k, v in o["regions"].items()))
 
 

@@ -109,24 +109,27 @@ class NpyFile(LazyRows):
         if self.path.stat().st_size < self.offset + self.nbytes:
             raise ValueError(f"{self.path.name}: shorter than its header says ({shape})")
 
-    def _read(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows),) + self.shape[1:], self.dtype)
-        if out.nbytes == 0:
-            return out
-        flat = out.reshape(len(rows), -1).view(np.uint8)
+    def _transfer(self, rows: np.ndarray, flat: np.ndarray, writing: bool) -> None:
+        """Read (or write) the bytes of sorted `rows` into (from) `flat`, one positioned call per contiguous run."""
         starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)           # the first row of each contiguous run
         ends = np.append(starts[1:], len(rows))
-        fd = os.open(self.path, os.O_RDONLY)
+        call = os.pwritev if writing else os.preadv
+        fd = os.open(self.path, os.O_WRONLY if writing else os.O_RDONLY)
         try:
             for a, b in zip(starts.tolist(), ends.tolist()):
                 view, pos = memoryview(flat[a:b].reshape(-1)), self.offset + int(rows[a]) * self.row_bytes
                 while len(view):
-                    got = os.preadv(fd, [view], pos)
-                    if got <= 0:
+                    done = call(fd, [view], pos)
+                    if done <= 0:
                         raise OSError(f"{self.path.name}: unexpected end of file")
-                    view, pos = view[got:], pos + got
+                    view, pos = view[done:], pos + done
         finally:
             os.close(fd)
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows),) + self.shape[1:], self.dtype)
+        if out.nbytes:
+            self._transfer(rows, out.reshape(len(rows), -1).view(np.uint8), writing=False)
         return out
 
     def write(self, rows, values: np.ndarray) -> None:
@@ -134,19 +137,11 @@ class NpyFile(LazyRows):
         rows = np.asarray(rows, dtype=np.int64)
         order = np.argsort(rows, kind="stable")
         rows = rows[order]
-        flat = np.ascontiguousarray(np.asarray(values, self.dtype)[order]).reshape(len(rows), -1).view(np.uint8)
         if len(rows) and (rows[0] < 0 or rows[-1] >= len(self)):
             raise IndexError(f"row out of range for {len(self)} rows")
-        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)
-        ends = np.append(starts[1:], len(rows))
-        fd = os.open(self.path, os.O_WRONLY)
-        try:
-            for a, b in zip(starts.tolist(), ends.tolist()):
-                view, pos = memoryview(flat[a:b].reshape(-1)), self.offset + int(rows[a]) * self.row_bytes
-                while len(view):
-                    view, pos = view[(n := os.pwritev(fd, [view], pos)):], pos + n
-        finally:
-            os.close(fd)
+        flat = np.ascontiguousarray(np.asarray(values, self.dtype)[order]).reshape(len(rows), -1).view(np.uint8)
+        if flat.nbytes:
+            self._transfer(rows, flat, writing=True)
 
 
 def create_npy(path: str | Path, shape: tuple[int, ...], dtype) -> "NpyFile":
