@@ -64,6 +64,11 @@ class FeatureStore:
 
     def rows(self, idx: np.ndarray) -> np.ndarray:
         """Features of the images at `idx` (computing those not known yet)."""
+        idx = self.ensure(idx)
+        return self.values[idx] if self.values is not None else np.zeros((0, self.dim), np.float32)
+
+    def ensure(self, idx: np.ndarray) -> np.ndarray:
+        """Compute the features of the images at `idx` not known yet, without returning them (no copy)."""
         idx = np.asarray(idx, dtype=np.int64)
         missing = idx[~self._known[idx]]
         if len(missing):
@@ -81,7 +86,7 @@ class FeatureStore:
                     self.values[part] = feats
                 self._known[part] = True
             self._save()
-        return self.values[idx] if self.values is not None else np.zeros((0, self.dim), np.float32)
+        return idx
 
     def _new(self, dim: int) -> np.ndarray | NpyFile:
         shape = (len(self.data.images), dim)

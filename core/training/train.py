@@ -83,7 +83,7 @@ def _head_on_features(cfg, progress, data: PreparedData, features: FeatureStore,
     convergence, with C and the candidate chosen on validation (cross-validation for small data), then written into
     the Keras layers exactly. Deeper heads train by gradient descent, one candidate after another."""
     rows = np.concatenate([data.index["train"], data.index["val"]])
-    features.rows(rows)
+    features.ensure(rows)
     x = features.values             # one row per image (the test rows not known yet): no copy of the features
     tr, va = data.index["train"], data.index["val"]
     per_class = np.bincount(data.labels[tr], minlength=n_classes)
@@ -287,7 +287,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                                              n, data.images[fit_rows[:32]], cfg.feature_engine, extract_taps),
                     int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling, extract_taps)
                 features_cached = features.was_cached
-                features.rows(fit_rows)
+                features.ensure(fit_rows)
             if (fx := features.extractor) is not None:
                 extractor_info = {"engine": fx.engine, "note": fx.note, "build_seconds": round(fx.build_seconds, 2)}
                 progress(ProgressEvent("features", f"features computed with {fx.note}"))
