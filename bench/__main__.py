@@ -4,6 +4,10 @@ if sys.argv[1:2] == ["load"]:
     from .load import main
     sys.exit(main(sys.argv[2:]))
 
+if sys.argv[1:2] == ["scaling"]:
+    from .memory import main as scaling
+    sys.exit(scaling(sys.argv[2:]))
+
 from .run import main
 
 sys.exit(main())

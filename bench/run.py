@@ -130,7 +130,8 @@ def bench_scaling(counts: list[int], sizes: list[int], epochs: int) -> dict:
         t = time.perf_counter()
         s = train(TrainConfig(dataset=dataset, image_size=size, epochs=epochs))
         return {"seconds": round(time.perf_counter() - t, 2), "test_accuracy": s["test_accuracy"],
-                "timings": s["timings"], "feature_extractor": s["feature_extractor"]}
+                "timings": s["timings"], "peak_rss_mb": s["memory"]["peak_rss_mb"],
+                "feature_extractor": s["feature_extractor"]}
 
     by_count = []
     for n in counts:
@@ -220,6 +221,11 @@ def markdown(r: dict) -> str:
                   "| dataset | train images | lab | probe | features | lab C / probe C |", "|---|---|---|---|---|---|"]
         lines += [f"| {x['dataset']} | {x['num_train']} | {x['lab']:.4f} | {x['probe']:.4f} | {x['taps']} | "
                   f"{x['lab_C']} / {x['probe_C']:g} |" for x in r["head_vs_probe"]]
+    if r.get("scaling_memory"):
+        from .memory import table
+        lines += ["", f"**Memory** (`python -m bench scaling`, {r.get('scaling_memory_date', '-')}): Fashion-MNIST, "
+                  "a whole cold `python -m core train` per row in a fresh process, peak RSS of that process:", "",
+                  table(r["scaling_memory"])]
     if r.get("backbones"):
         lines += ["", "**Backbones** at 96 px, feature extraction with the default head (size and batch-1 latency: the "
                   "animals model, Keras file and full-int8 TFLite):", "",

@@ -58,9 +58,11 @@ def _settings_args(p: argparse.ArgumentParser) -> None:
                    "Ray cluster (ray; see README \"Scaling out\")")
     p.add_argument("--ray-address", help="the Ray cluster for the ray backend: HOST:PORT, or auto (the cluster on "
                    "this machine, else a private one per job)")
+    p.add_argument("--memory-budget-mb", type=int,
+                   help="memory budget for a dataset's images, features and activations (LAB_MEMORY_BUDGET_MB)")
 
 
-@command("show or change the lab settings (carbon region, watts per busy core, live video, job backend)",
+@command("show or change the lab settings (carbon region, watts per busy core, live video, job backend, memory budget)",
          _settings_args)
 def settings(args) -> None:
     from core.evaluation import energy
@@ -83,6 +85,10 @@ def settings(args) -> None:
     for key in ("job_backend", "ray_address"):
         if getattr(args, key) is not None:
             changes[key] = getattr(args, key).strip()
+    if args.memory_budget_mb is not None:
+        if args.memory_budget_mb < lab_settings.MIN_MEMORY_BUDGET_MB:
+            raise LabError(f"memory-budget-mb must be at least {lab_settings.MIN_MEMORY_BUDGET_MB}")
+        changes["memory_budget_mb"] = args.memory_budget_mb
     if changes:
         lab_settings.save(**changes)
     from core.jobs.backends import backend_name
@@ -90,10 +96,12 @@ def settings(args) -> None:
            "cpu_watts_per_core": energy.watts_per_core(), "live_video": lab_settings.live_video(),
            "ice_servers": lab_settings.ice_servers(), "job_backend": backend_name(),
            "ray_address": lab_settings.get("ray_address") or "auto",
+           "memory_budget_mb": lab_settings.memory_budget() >> 20,
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}
     emit(out, args.json, lambda o: f"carbon region {o['carbon_region']} ({o['carbon_intensity_g_per_kwh']:g} g CO2e/kWh), "
-                                   f"{o['cpu_watts_per_core']:g} W per busy core\n"
+                                   f"{o['cpu_watts_per_core']:g} W per busy core, memory budget "
+                                   f"{o['memory_budget_mb']} MB\n"
                                    f"live video {'on' if o['live_video'] else 'off'}, ICE servers: "
                                    f"{', '.join(u for s in o['ice_servers'] for u in s['urls']) or 'none'}\n"
                                    f"job backend {o['job_backend']}"

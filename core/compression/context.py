@@ -68,7 +68,7 @@ class Workbench:
             self.fine_tune_note = f"fine-tuned on {len(tr)} of the {len(self.data.index['train'])} training images"
         bs = self.cfg.batch_size
         cached = self.options["fine_tune"]["cache"] and not self.cfg.augment.active
-        return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.images[tr], self.data.labels[tr], bs,
+        return FineTuneData(lambda: image_dataset(self.cfg.backbone, self.data.take(tr), self.data.labels[tr], bs,
                                                   True, self.cfg.seed, self.cfg.augment),
                             int(np.ceil(len(tr) / bs)), self.progress, self.cfg.seed,
                             self.head_inputs if cached else None)
@@ -77,14 +77,16 @@ class Workbench:
         """Batches of what `layer` of the run's model outputs for the fine-tuning rows (computed once per compress()
         call: the layers below it are frozen) and their labels, shuffled exactly as `fine_tune_data`'s images."""
         from core.data.pipeline import predict_images
+        from core.store.settings import batch_rows
         from core.tfenv import keras, tf
         tr = self.fine_tune_rows()
+        step = batch_rows(self.cfg.image_size ** 2 * 3 * 5)      # images as uint8 and float32, within the budget
 
         def compute():
             self.say("compress", f"computing the frozen layers below {layer} once for {len(tr)} training images")
             below = keras.Model(model.input, model.get_layer(layer).get_output_at(0))   # the run's own graph
-            return np.concatenate([predict_images(below, self.cfg.backbone, self.data.images[tr[i:i + 1024]])
-                                   for i in range(0, len(tr), 1024)])
+            return np.concatenate([predict_images(below, self.cfg.backbone, self.data.take(tr[i:i + step]))
+                                   for i in range(0, len(tr), step)])
         x = self.memo(("head_inputs", layer, tr.tobytes()), compute)
         y, bs, seed = self.data.labels[tr], self.cfg.batch_size, self.cfg.seed
         return lambda: tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True) \

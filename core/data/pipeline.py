@@ -7,16 +7,38 @@ import numpy as np
 
 from core.models.backbones import preprocess
 from core.config import Augment
+from .lazy import LazyRows
 
 
-def image_dataset(backbone: str, images: np.ndarray, labels: np.ndarray | None = None, batch_size: int = 64,
-                  shuffle: bool = False, seed: int = 0, augment: Augment | None = None):
-    """Batches of preprocessed images (and labels); shuffling moves each image with its label."""
-    from core.tfenv import keras, tf
-    ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
+def _read_batches(images: LazyRows, labels: np.ndarray | None, batch_size: int, shuffle: bool, seed: int):
+    """Batches of uint8 images read from a lazy array as they are needed: the indices are shuffled (the same
+    permutation as shuffling the images themselves with this seed) and batched, then each batch is read."""
+    from core.tfenv import tf
+    ds = tf.data.Dataset.range(len(images))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    shape = (None,) + tuple(images.shape[1:])
+    y_all = None if labels is None else tf.constant(np.asarray(labels))
+
+    def read(idx):
+        x = tf.numpy_function(lambda i: images[i], [idx], tf.dtypes.as_dtype(images.dtype), stateful=False)
+        x.set_shape(shape)
+        return x if y_all is None else (x, tf.gather(y_all, idx))
+    return ds.batch(batch_size).map(read, num_parallel_calls=2)
+
+
+def image_dataset(backbone: str, images: np.ndarray | LazyRows, labels: np.ndarray | None = None,
+                  batch_size: int = 64, shuffle: bool = False, seed: int = 0, augment: Augment | None = None):
+    """Batches of preprocessed images (and labels); shuffling moves each image with its label. Images too large for
+    the memory budget (a lazy array, core.data.lazy) are read batch by batch, in the same order."""
+    from core.tfenv import keras, tf
+    if isinstance(images, LazyRows):
+        ds = _read_batches(images, labels, batch_size, shuffle, seed)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices(images if labels is None else (images, labels))
+        if shuffle:
+            ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.batch(batch_size)
     if augment is not None and augment.active:
         layers = ([keras.layers.RandomFlip("horizontal", seed=seed)] if augment.flip else []) + \
                  ([keras.layers.RandomRotation(augment.rotation, seed=seed)] if augment.rotation else []) + \
@@ -36,8 +58,8 @@ def image_dataset(backbone: str, images: np.ndarray, labels: np.ndarray | None =
 _COMPILED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> its compiled inference function
 
 
-def predict_images(model, backbone: str, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """Model outputs for uint8 images, in input order: numpy batches through one compiled tf.function.
+def predict_images(model, backbone: str, images: np.ndarray | LazyRows, batch_size: int = 32) -> np.ndarray:
+    """Model outputs for uint8 images (numpy or lazy), in input order: numpy batches through one compiled tf.function.
 
     (tf.data.from_tensor_slices would embed the whole image array in the graph, which is slow for large sets.)
     """

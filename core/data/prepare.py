@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import threading
-import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import train_test_split
@@ -20,8 +20,10 @@ from .datasets import MIN_IMAGES_PER_CLASS, get_dataset
 from core.data.datasets.folder import printable
 from core.errors import LabError
 from .images import load_image, resize_array
+from .lazy import LazyRows, NpyFile, Resized, take, write_npy
 from core.store.paths import cache_dir
 from core.store.runs import atomic_write_bytes
+from core.store.settings import batch_rows, in_ram_limit
 
 SPLITS = ("train", "val", "test")
 
@@ -32,7 +34,7 @@ class PreparedData:
     dataset: str
     class_names: list[str]
     image_size: int
-    images: np.ndarray                 # uint8 (N, S, S, 3)
+    images: np.ndarray | LazyRows      # uint8 (N, S, S, 3): in RAM, or read by rows (core.data.lazy) when large
     labels: np.ndarray                 # int64 (N,)
     ids: list[str]                     # where each image came from
     index: dict[str, np.ndarray]       # split -> indices into images/labels
@@ -40,8 +42,16 @@ class PreparedData:
     fingerprint: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
-    def x(self, split: str) -> np.ndarray:
-        return self.images[self.index[split]]
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.images, np.ndarray)
+
+    def take(self, idx: np.ndarray) -> np.ndarray | LazyRows:
+        """The images at `idx`: a numpy array when the data is in RAM, else a lazy view read in batches."""
+        return take(self.images, idx)
+
+    def x(self, split: str) -> np.ndarray | LazyRows:
+        return self.take(self.index[split])
 
     def y(self, split: str) -> np.ndarray:
         return self.labels[self.index[split]]
@@ -126,45 +136,83 @@ def decode_files(paths: list[str], size: int, names: list[str] | None = None
     return out[ok], ok, skipped
 
 
+def _decode_in_chunks(s, size: int, keep: list[int], skipped: list) -> Iterator[np.ndarray]:
+    """The images of `s` at `size`, a batch within the memory budget at a time; fills `keep` (the indices of the
+    usable ones) and `skipped` as it goes."""
+    step = batch_rows(size * size * 3)
+    for i in range(0, len(s), step):
+        if s.images is not None:
+            keep.extend(range(i, min(i + step, len(s))))
+            yield resize_array(s.images[i:i + step], size)
+        else:
+            images, ok, bad = decode_files((s.paths or [])[i:i + step], size, s.ids[i:i + step])
+            keep.extend(i + j for j in ok)
+            skipped.extend(bad)
+            yield images
+
+
+def _load_decoded(npy: Path, meta_path: Path, keep_path: Path):
+    """A stored decoded copy: (images, keep, skipped), or None when absent or damaged (a miss, never an error)."""
+    if not (npy.exists() and meta_path.exists() and keep_path.exists()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        keep = np.load(keep_path)
+        images = NpyFile(npy)
+        if len(images) != len(keep) or meta.get("rows") != len(keep):
+            return None
+        return images, keep, [tuple(x) for x in meta["skipped"]]
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return None
+
+
+def decoded_images(s, name: str, size: int):
+    """The images of samples `s` at `size`, decoded once and stored (per data fingerprint and size) under the cache
+    as a uint8 .npy, written batch by batch and atomically. Returns (images, keep, skipped): `images` is a numpy
+    array when it fits a quarter of the memory budget, else an `NpyFile` read by rows; or, for a source in memory
+    that is smaller than its resized self (28 px Fashion-MNIST at 96 or 224 px), a `Resized` view that resizes
+    batches as they are read, with no copy on disk."""
+    n_bytes = len(s) * size * size * 3
+    if s.images is not None and n_bytes > in_ram_limit() and s.images.nbytes < n_bytes:
+        return Resized(s.images, size), np.arange(len(s)), []
+    key = hashlib.sha256(f"{s.fingerprint or name}|{size}".encode()).hexdigest()[:20]
+    npy = cache_dir() / "images" / f"{key}.npy"
+    meta_path, keep_path = npy.with_suffix(".json"), npy.with_suffix(".keep.npy")
+    hit = _load_decoded(npy, meta_path, keep_path) if s.fingerprint else None
+    if hit is None:
+        keep: list[int] = []
+        skipped: list[tuple[str, str]] = []
+        try:
+            write_npy(npy, _decode_in_chunks(s, size, keep, skipped), (size, size, 3), np.uint8)
+            np.save(keep_path.with_name(keep_path.name + f".tmp{os.getpid()}.npy"), np.asarray(keep, np.int64))
+            os.replace(keep_path.with_name(keep_path.name + f".tmp{os.getpid()}.npy"), keep_path)
+            atomic_write_bytes(meta_path, json.dumps({"skipped": skipped, "dataset": name, "size": size,
+                                                      "rows": len(keep)}).encode())
+        except OSError as e:
+            if n_bytes > in_ram_limit():
+                raise LabError(f"could not store the decoded images of '{name}' at {size} px in {npy.parent} ({e}); "
+                               "free some disk space (the cache folder is safe to delete)") from e
+            keep, skipped = [], []              # small enough to hold: a cache that cannot be written only costs time
+            chunks = list(_decode_in_chunks(s, size, keep, skipped))
+            images = np.concatenate(chunks) if chunks else np.empty((0, size, size, 3), np.uint8)
+            return images, np.asarray(keep, np.int64), skipped
+        hit = NpyFile(npy), np.asarray(keep, np.int64), skipped
+    images, keep, skipped = hit
+    if images.nbytes <= in_ram_limit():
+        images = np.asarray(images)
+    return images, keep, skipped
+
+
 def prepare(dataset: str, image_size: int, seed: int = 0,
             fractions: tuple[float, float, float] | None = None) -> PreparedData:
-    """Load, decode (cached on disk per dataset fingerprint and size), check and split a dataset."""
+    """Load, decode (stored on disk per dataset fingerprint and size, see `decoded_images`), check and split a
+    dataset. Memory stays within the budget (core.store.settings.memory_budget) whatever the dataset's size."""
     spec = get_dataset(dataset)
     available, why = spec.availability()
     if not available:
         raise LabError(f"dataset '{spec.name}' is not available here: {why}")
     s = spec.load()
-    key = hashlib.sha256(f"{s.fingerprint or spec.name}|{image_size}".encode()).hexdigest()[:20]
-    cached = cache_dir() / "images" / f"{key}.npz"
-    meta_path = cached.with_suffix(".json")
-    hit = None
-    if cached.exists() and meta_path.exists() and s.fingerprint:
-        try:                                    # a damaged cache entry is a miss, never an error
-            with np.load(cached) as z:
-                hit = z["images"], z["keep"]
-            skipped = [tuple(x) for x in json.loads(meta_path.read_text())["skipped"]]
-        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError):
-            hit = None
-    if hit is not None:
-        images, keep = hit
-    else:
-        if s.images is not None:
-            images, keep, skipped = resize_array(s.images, image_size), np.arange(len(s)), []
-        else:
-            images, keep, skipped = decode_files(s.paths or [], image_size, s.ids)
-            keep = np.asarray(keep, np.int64)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tag = f"{os.getpid()}-{threading.get_ident()}"
-        tmp = cached.with_name(cached.stem + f".tmp{tag}.npz")
-        try:                                    # written atomically: a crash leaves no half-written entry
-            np.savez(tmp, images=images, keep=keep)
-            atomic_write_bytes(meta_path, json.dumps({"skipped": skipped, "dataset": spec.name,
-                                                      "size": image_size}).encode())
-            os.replace(tmp, cached)
-        except OSError:
-            pass                                # a cache that cannot be written (full disk) only costs time
-        finally:
-            tmp.unlink(missing_ok=True)
+    images, keep, skipped = decoded_images(s, spec.name, image_size)
     labels = s.labels[keep]
     check_counts(s.class_names, labels)
     index = split_indices(labels, fractions or spec.split, seed, None if s.split is None else s.split[keep])

@@ -55,8 +55,10 @@ class Predictor:
         self._lock = threading.Lock()
 
     def check(self, images: np.ndarray) -> np.ndarray:
+        """`images` if it is uint8 (N, S, S, 3): a numpy array, or an array read by rows (core.data.lazy)."""
         s = self.image_size
-        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape[1:] != (s, s, 3):
+        if not hasattr(images, "__getitem__") or getattr(images, "dtype", None) != np.uint8 or \
+                tuple(getattr(images, "shape", ()))[1:] != (s, s, 3):
             got = f"{getattr(images, 'dtype', type(images).__name__)} {getattr(images, 'shape', '')}"
             raise LabError(f"expected uint8 images of shape (N, {s}, {s}, 3), got {got}")
         return images

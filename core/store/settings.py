@@ -3,7 +3,11 @@
 Only a few plain values live here, for what is a choice of the user rather than of a run: the carbon region,
 the power assumed per busy CPU core, how the Predict page's live camera connects (WebRTC): on or off, and the
 STUN/TURN servers it may use (none by default: on localhost or a LAN the browser and the lab connect directly),
-and where jobs run (the job backend and its Ray cluster, see core.jobs.backends).
+where jobs run (the job backend and its Ray cluster, see core.jobs.backends), and the memory budget.
+
+The memory budget (`LAB_MEMORY_BUDGET_MB`, default 2048: a 2-core, 8 GB laptop) bounds what the lab holds of a
+dataset in RAM, whatever its size; see `memory_budget`. It does not count the fixed cost of TensorFlow and the model
+(about 0.5 to 1 GB for MobileNetV2), which does not grow with the data.
 """
 from __future__ import annotations
 
@@ -16,8 +20,11 @@ from .paths import lab_home
 ENV = {"carbon_region": "LAB_CARBON_REGION", "cpu_watts_per_core": "LAB_CPU_WATTS_PER_CORE",
        "live_video": "LAB_LIVE_VIDEO", "ice_servers": "LAB_ICE_SERVERS",
        "job_backend": "LAB_JOB_BACKEND", "ray_address": "LAB_RAY_ADDRESS", "ray_cpus_per_job": "LAB_RAY_CPUS_PER_JOB",
-       "ray_memory_mb_per_job": "LAB_RAY_MEMORY_MB_PER_JOB", "ray_node_home": "LAB_RAY_NODE_HOME"}
+       "ray_memory_mb_per_job": "LAB_RAY_MEMORY_MB_PER_JOB", "ray_node_home": "LAB_RAY_NODE_HOME",
+       "memory_budget_mb": "LAB_MEMORY_BUDGET_MB"}
 ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
+DEFAULT_MEMORY_BUDGET_MB = 2048
+MIN_MEMORY_BUDGET_MB = 256
 
 
 def _path():
@@ -97,3 +104,33 @@ def ice_servers_from(value) -> list[dict]:
                            f"{', '.join(ICE_SCHEMES)})")
         out.append({"urls": urls, **{k: str(server[k]) for k in ("username", "credential") if server.get(k)}})
     return out
+
+
+def memory_budget() -> int:
+    """The memory budget in bytes (LAB_MEMORY_BUDGET_MB, or the settings file, else 2048 MB; at least 256 MB).
+
+    How the lab spends it, stage by stage:
+    - a decoded dataset is held in RAM only when it takes at most a quarter of the budget; larger ones stay on disk
+      (a uint8 .npy per data fingerprint and size) or at their source size, and are read in batches;
+    - a batch in flight (decoding, feature extraction, caching activations) takes at most 1/16 of the budget;
+    - cached features and fine-tuning activations are kept as float32 in RAM up to a quarter of the budget; larger
+      activations are stored as float16 and read from disk batch by batch.
+    """
+    raw = get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)
+    try:
+        mb = float(raw)
+    except (TypeError, ValueError):
+        raise LabError(f"{ENV['memory_budget_mb']} must be a number of megabytes (got {raw!r})") from None
+    return int(max(MIN_MEMORY_BUDGET_MB, mb)) << 20
+
+
+def in_ram_limit() -> int:
+    """Bytes of one dataset-sized array (images, features, activations) the lab may hold in RAM: 1/4 of the budget."""
+    return memory_budget() // 4
+
+
+def batch_rows(row_bytes: int, multiple: int = 32) -> int:
+    """Rows per batch in flight so that a batch takes at most 1/16 of the budget (a multiple of `multiple`, at
+    least `multiple`)."""
+    rows = memory_budget() // 16 // max(1, int(row_bytes))
+    return max(multiple, rows // multiple * multiple)

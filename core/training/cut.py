@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
+from core.data.lazy import NpyFile, NpyWriter
 from core.models.graph import layer_graph, replay
 from core.store.paths import cache_dir
+from core.store.settings import batch_rows, memory_budget
 
 POOL_PREFIX = "head_pool"        # weightless pooling of a tap (core.models.heads.pooled)
-FLOAT32_MAX_BYTES = 256 << 20    # activations up to this size are stored as float32, larger ones as float16
+
+
+def float32_max_bytes() -> int:
+    """Activations up to this size are stored as float32 and held in RAM, larger ones as float16 on disk and read
+    batch by batch: 1/8 of the memory budget (256 MB at the default 2048 MB)."""
+    return memory_budget() // 8
 
 
 @dataclass
@@ -68,8 +77,8 @@ def split(model, n_backbone: int, first_trainable: int) -> Split | None:
 
 
 class ActivationCache:
-    """The bottom's outputs for rows of a dataset on disk (float32, or float16 when large), memory-mapped when read
-    back.
+    """The bottom's outputs for rows of a dataset on disk (float32, or float16 when large), computed and written a
+    batch within the memory budget at a time, held in RAM when small and read by rows when large.
 
     Keyed by (data fingerprint, backbone, weights, size, pooling, taps, cut, rows): the layers below a cut are frozen
     and pretrained, so their outputs never change. Only the rows fine-tuning reads are computed (training, validation
@@ -88,25 +97,55 @@ class ActivationCache:
         raw = f"{fingerprint}|{dataset}|{backbone}|{weights}|{size}|{pooling}|{','.join(taps)}|{cut}|{rows_hash}|v2"
         return f"{cut}-{hashlib.sha256(raw.encode()).hexdigest()[:16]}"
 
-    def arrays(self, compute: Callable[[], list[np.ndarray]]) -> list[np.ndarray]:
+    def arrays(self, compute: Callable[[], "Bottom"]) -> list:
         """[cut activations, *pooled taps] (one row per row of the key), from the cache or `compute()` once."""
-        if self.was_cached:
-            return [np.load(f, mmap_mode="r") for f in sorted(self.folder.glob("out*.npy"))]
-        outs = compute()
-        dtype = np.float32 if sum(o.nbytes for o in outs) <= FLOAT32_MAX_BYTES else np.float16
-        outs = [o.astype(dtype) for o in outs]
-        if self.cacheable:
-            tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
-            tmp.mkdir(parents=True, exist_ok=True)
-            for i, o in enumerate(outs):
-                np.save(tmp / f"out{i}.npy", o)
+        if not self.was_cached:
+            self._store(compute())
+        return _read_back(self.folder if self.cacheable else self._scratch)
+
+    def _store(self, bottom: "Bottom") -> None:
+        row_bytes = sum(int(np.prod(s)) for s in bottom.shapes) * 4
+        dtype = np.float32 if row_bytes * bottom.rows <= float32_max_bytes() else np.float16
+        tmp = self.folder.with_name(self.folder.name + f".tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            writers = [NpyWriter(tmp / f"out{i}.npy", s, dtype) for i, s in enumerate(bottom.shapes)]
+            for outs in bottom.chunks:
+                for w, o in zip(writers, outs):
+                    w.append(o)
+            for w in writers:
+                w.close()
             (tmp / "done").touch()
-            try:
-                os.replace(tmp, self.folder)             # another process may have stored the same: keep theirs
-            except OSError:
-                import shutil
-                shutil.rmtree(tmp, ignore_errors=True)
-        return outs
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if not self.cacheable:                            # random weights: used by this run only, then deleted
+            self._scratch = tmp
+            weakref.finalize(self, shutil.rmtree, tmp, True)
+            return
+        try:
+            os.replace(tmp, self.folder)                 # another process may have stored the same: keep theirs
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_back(folder) -> list:
+    """The stored outputs: in RAM when they fit float32_max_bytes, else read by rows from disk (NpyFile)."""
+    files = sorted(folder.glob("out*.npy"), key=lambda f: int(f.stem[3:]))
+    arrays = [NpyFile(f) for f in files]
+    if sum(a.nbytes for a in arrays) <= float32_max_bytes():
+        return [np.load(f) for f in files]
+    return arrays
+
+
+@dataclass
+class Bottom:
+    """The bottom's outputs for some rows, to be stored: their row shapes, how many rows, and the chunks
+    ([cut activation, *pooled taps] for consecutive rows), computed as they are read."""
+    shapes: list[tuple[int, ...]]
+    rows: int
+    chunks: Iterator[list[np.ndarray]]
+    info: dict
 
 
 def _flat(bottom):
@@ -117,21 +156,25 @@ def _flat(bottom):
     return keras.Model(bottom.input, flat[0] if len(flat) == 1 else keras.layers.Concatenate()(flat))
 
 
-def compute_bottom(sp: Split, images: np.ndarray, rows: np.ndarray, backbone: str, weights: str, size: int,
-                   pooling: str, taps: tuple[str, ...], engine: str = "auto",
-                   chunk: int = 1024) -> tuple[list[np.ndarray], dict]:
+def compute_bottom(sp: Split, images, rows: np.ndarray, backbone: str, weights: str, size: int,
+                   pooling: str, taps: tuple[str, ...], engine: str = "auto") -> Bottom:
     """The bottom's outputs for the uint8 images at `rows`, in that order, through the feature path's extractor
     (`core.training.extractor.make_extractor`: TFLite on XNNPACK when a converted bottom is stored or enough images
-    make converting pay, checked against Keras when built; Keras otherwise). Images are read `chunk` at a time.
-    Returns ([cut activation, *pooled taps], {engine, note, build_seconds})."""
+    make converting pay, checked against Keras when built; Keras otherwise). Images are read and their outputs
+    produced a chunk within the memory budget at a time (`core.store.settings.batch_rows`)."""
     from .extractor import make_extractor
     ex = make_extractor(_flat(sp.bottom), backbone, weights, size, pooling, len(rows), images[rows[:32]], engine,
                         taps, part=f"below-{sp.cut}")
-    flat = np.concatenate([ex.extract(images[rows[i:i + chunk]]) for i in range(0, len(rows), chunk)])
-    shapes = [tuple(o.shape[1:]) for o in sp.bottom.outputs]
+    shapes = [tuple(int(d) for d in o.shape[1:]) for o in sp.bottom.outputs]
     ends = np.cumsum([int(np.prod(s)) for s in shapes])
-    outs = [flat[:, e - int(np.prod(s)):e].reshape((len(rows),) + s) for s, e in zip(shapes, ends)]
-    return outs, {"engine": ex.engine, "note": ex.note, "build_seconds": round(ex.build_seconds, 2)}
+    chunk = batch_rows(int(ends[-1]) * 4 + size * size * 3 * 5)      # outputs, and the image as uint8 and float32
+
+    def chunks() -> Iterator[list[np.ndarray]]:
+        for i in range(0, len(rows), chunk):
+            flat = ex.extract(images[rows[i:i + chunk]])
+            yield [flat[:, e - int(np.prod(s)):e].reshape((len(flat),) + s) for s, e in zip(shapes, ends)]
+    return Bottom(shapes, len(rows), chunks(),
+                  {"engine": ex.engine, "note": ex.note, "build_seconds": round(ex.build_seconds, 2)})
 
 
 class Batches:
@@ -155,7 +198,7 @@ class Batches:
         """Small activations go through tf.data from memory (one seeded shuffle per epoch); large ones are read from
         the memory map batch by batch."""
         from core.tfenv import tf
-        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= FLOAT32_MAX_BYTES:
+        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= float32_max_bytes():
             x = tuple(np.asarray(a[self.rows], np.float32) for a in self.arrays)
             ds = tf.data.Dataset.from_tensor_slices((x, self.labels[self.rows]))
             if self.shuffle:

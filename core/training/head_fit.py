@@ -103,7 +103,11 @@ class Selection:
     fitted_on: str                  # "train" or "train+val"
 
 
-def _standardise(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None) -> np.ndarray:
+def _standardise(x: np.ndarray, mean: np.ndarray | None, var: np.ndarray | None, inplace: bool = False) -> np.ndarray:
+    if inplace and mean is not None:          # the same values, without a second copy of a large feature matrix
+        x -= mean
+        x /= np.sqrt(var + BN_EPSILON)
+        return x
     return x if mean is None else (x - mean) / np.sqrt(var + BN_EPSILON)
 
 
@@ -185,9 +189,10 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
         per_c = np.zeros((len(C_GRID), 2))
         for tr_idx, va_idx in folds:
             tr_rows, va_rows = (pool[tr_idx], pool[va_idx]) if small else (tr_idx, va_idx)
-            x_tr = features[tr_rows][:, cand.columns]
-            mean, var = _standardiser(x_tr, standardise)
-            z_tr, z_va = _standardise(x_tr, mean, var), _standardise(features[va_rows][:, cand.columns], mean, var)
+            z_tr = features[tr_rows, cand.columns]           # one copy of just these rows and columns
+            mean, var = _standardiser(z_tr, standardise)
+            z_tr = _standardise(z_tr, mean, var, inplace=True)
+            z_va = _standardise(features[va_rows, cand.columns], mean, var, inplace=True)
             warm = None
             for i, C in enumerate(C_GRID):          # increasing C, warm-started: each fit starts near its answer
                 warm = _fit(z_tr, labels[tr_rows], C, warm, SELECT_TOL)
@@ -203,7 +208,8 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
                 best = (key, cand, C)
     _, cand, C = best
     fit_rows = np.concatenate([train, val]) if small else train
-    x = features[fit_rows][:, cand.columns]
+    del z_tr, z_va                                          # before the final copy: the head's memory stays two copies
+    x = features[fit_rows, cand.columns]
     mean, var = _standardiser(x, standardise)
     start = None
     if (cand.name, C) in solutions and np.array_equal(solutions[cand.name, C][2], np.unique(labels[fit_rows])):
@@ -211,7 +217,7 @@ def select_linear(features: np.ndarray, labels: np.ndarray, train: np.ndarray, v
         from sklearn.linear_model import LogisticRegression
         start = LogisticRegression(max_iter=3000, warm_start=True)
         start.coef_, start.intercept_, start.classes_ = solutions[cand.name, C]
-    lr = _fit(_standardise(x, mean, var), labels[fit_rows], C, start)
+    lr = _fit(_standardise(x, mean, var, inplace=True), labels[fit_rows], C, start)
     return Selection(_to_head(lr, mean, var, n_classes), cand, rows, method, "train+val" if small else "train")
 
 

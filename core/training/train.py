@@ -17,6 +17,8 @@ from core.config import TrainConfig
 from core.data.prepare import PreparedData, prepare
 from core.evaluation.calibration import calibration_record
 from core.evaluation.energy import Energy, meter, total
+from core.evaluation.memory import rss_meter
+from core.store.settings import memory_budget
 from core.errors import LabError
 from .extractor import make_extractor
 from .features import FeatureStore
@@ -81,8 +83,8 @@ def _head_on_features(cfg, progress, data: PreparedData, features: FeatureStore,
     convergence, with C and the candidate chosen on validation (cross-validation for small data), then written into
     the Keras layers exactly. Deeper heads train by gradient descent, one candidate after another."""
     rows = np.concatenate([data.index["train"], data.index["val"]])
-    x = np.zeros((len(data.images), features.dim), np.float32)
-    x[rows] = features.rows(rows)
+    features.ensure(rows)
+    x = features.values             # one row per image (the test rows not known yet): no copy of the features
     tr, va = data.index["train"], data.index["val"]
     per_class = np.bincount(data.labels[tr], minlength=n_classes)
     record: dict = {"train_images_per_class_min": int(per_class.min())}
@@ -149,9 +151,9 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
     tr, va = data.index["train"], data.index["val"]
     steps = int(np.ceil(len(tr) / cfg.batch_size))
     model.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy", ["accuracy"])
-    train_ds = image_dataset(cfg.backbone, data.images[tr], data.labels[tr], cfg.batch_size, True, cfg.seed + offset,
+    train_ds = image_dataset(cfg.backbone, data.take(tr), data.labels[tr], cfg.batch_size, True, cfg.seed + offset,
                              cfg.augment)
-    val = image_dataset(cfg.backbone, data.images[va], data.labels[va], 64) if len(va) else None
+    val = image_dataset(cfg.backbone, data.take(va), data.labels[va], 64) if len(va) else None
     callbacks = _callbacks(cfg, progress, stage, epochs, offset, val is not None)
     keep = _keep_best(model, val, offset) if stage == "fine-tune" and val is not None else None
     h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
@@ -207,11 +209,11 @@ def _fine_tune(cfg, progress, data: PreparedData, model, n_backbone: int, at: in
                            (" (cached)" if cache.was_cached else "") + f"; fine-tuning the {n} layers above"))
     engine = {"engine": "cached", "note": "activations read from the cache"}
 
-    def compute() -> list[np.ndarray]:
-        arrays, info = compute_bottom(sp, data.images, rows, cfg.backbone, weights, data.image_size,
-                                      cfg.head.pooling, taps, cfg.feature_engine)
-        engine.update(info)
-        return arrays
+    def compute():
+        bottom = compute_bottom(sp, data.images, rows, cfg.backbone, weights, data.image_size, cfg.head.pooling,
+                                taps, cfg.feature_engine)
+        engine.update(bottom.info)
+        return bottom
     arrays = cache.arrays(compute)
     at_tr, at_va = np.arange(len(tr)), np.arange(len(tr), len(tr) + len(va))
     hist, kept = _fit_above_cut(cfg, progress, sp, arrays, data.labels[rows], at_tr, at_va, cfg.fine_tune_epochs,
@@ -250,15 +252,17 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                         backbone=cfg.backbone, mode=cfg.mode, image_size=cfg.image_size, preset=cfg.preset)
     timings: dict[str, float] = {}
     energies: dict[str, Energy] = {}
+    peaks: dict[str, float] = {}
 
     @contextmanager
     def stage(name: str):
-        """Time a stage and measure (or estimate) its energy."""
-        with meter() as m:
+        """Time a stage, measure (or estimate) its energy and its peak resident memory."""
+        with meter() as m, rss_meter() as mem:
             t = time.perf_counter()
             yield
         timings[name] = time.perf_counter() - t
         energies[name] = m["energy"]
+        peaks[name] = mem["peak_mb"]
 
     try:
         keras.utils.set_random_seed(cfg.seed)
@@ -298,7 +302,7 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
                                              n, data.images[fit_rows[:32]], cfg.feature_engine, extract_taps),
                     int(keras_extractor.output_shape[-1]), data, cfg.backbone, weights, cfg.head.pooling, extract_taps)
                 features_cached = features.was_cached
-                features.rows(fit_rows)
+                features.ensure(fit_rows)
             if (fx := features.extractor) is not None:
                 extractor_info = {"engine": fx.engine, "note": fx.note, "build_seconds": round(fx.build_seconds, 2)}
                 progress(ProgressEvent("features", f"features computed with {fx.note}"))
@@ -394,6 +398,8 @@ def train(cfg: TrainConfig, progress: Progress = silent, run_id: str | None = No
             "fine_tune_kept_epoch": kept_epoch, "fine_tune": fine_tune_info, "params": int(model.count_params()), "timings": {k: round(v, 3) for k, v in timings.items()},
             "energy": {"stages": {k: e.to_dict() for k, e in energies.items()},
                        "total": total(list(energies.values())).to_dict()},
+            "memory": {"budget_mb": memory_budget() >> 20, "images_in_memory": data.in_memory,
+                       "peak_rss_mb": peaks, "process_peak_rss_mb": max(peaks.values(), default=0.0)},
             "skipped_files": data.skipped[:200], "num_skipped": len(data.skipped), "warnings": warnings,
         }
         write_json(folder / "run.json", summary)
