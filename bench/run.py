@@ -9,6 +9,7 @@ Writes bench/results/latest.json and bench/results/latest.md.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -238,6 +239,18 @@ def markdown(r: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+KEPT = ("scaling_memory", "scaling_memory_date")   # measured by `python -m bench scaling` (about an hour), not here
+
+
+def _kept_from_before(path: Path) -> dict:
+    """The figures of separate bench entries (KEPT) from the previous latest.json, so a rerun keeps them."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: old[k] for k in KEPT if k in old}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats and sizes (under 10 minutes on 2 cores)")
@@ -260,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     r["total_seconds"] = time.perf_counter() - t0
     RESULTS.mkdir(parents=True, exist_ok=True)
     from core.store.runs import dumps
+    r |= _kept_from_before(RESULTS / "latest.json")
     (RESULTS / "latest.json").write_text(dumps(r, indent=1))
     (RESULTS / "latest.md").write_text(markdown(r))
     print(markdown(r))
