@@ -18,7 +18,7 @@ from ui import common, uploads
 
 S = st.session_state
 SOURCE = "Make a dataset"                   # the Data page's source that shows this
-NEW = "➕ New dataset…"
+NEW = "+ New dataset…"          # plain text: an emoji shows as a box where the browser has no emoji font
 THUMB = 96                                  # thumbnail width, px
 CAMERA_WIDTH = 560                          # px: the live picture and its button, beside nothing else
 SHOW = 60                                   # thumbnails shown per class before "show all"
