@@ -123,8 +123,9 @@ def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_r
                      ("--epochs", "12", "--mode", "full", "--batch-size", "2", "--name", "ray long"))   # slow epochs
     long_job = wait_for_job(ids[2], live, JOB_TIMEOUT, what="training on Ray")
     # the Train page's job view reads the registry: it shows the Ray job running, with its epochs so far
-    at = AppTest.from_file(str(REPO / "pages" / "2_Train.py"), default_timeout=180)
-    at.query_params["job"] = ids[2]
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=180)    # through the app's navigation,
+    at.query_params["job"] = ids[2]                                                # so its page links resolve
+    at.switch_page("pages/2_Train.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     shown = jobs.get_job(ids[2])
