@@ -114,9 +114,10 @@ def test_cached_activations_come_in_the_plain_ways_batch_order():
 
 
 def test_fine_tuning_falls_back_to_the_plain_way_and_says_why():
-    aug = train(TrainConfig(**{**FE, "epochs": 1}, fine_tune_at=-10, fine_tune_epochs=1, augment=Augment(flip=True)))
+    small = {**FE, "epochs": 1, "image_size": 48}           # the choice of path, not accuracy: small images are enough
+    aug = train(TrainConfig(**small, fine_tune_at=-10, fine_tune_epochs=1, augment=Augment(flip=True)))
     assert aug["fine_tune"]["path"] == "plain" and "augmentation" in aug["fine_tune"]["why"]
-    whole = train(TrainConfig(**{**FE, "epochs": 1}, fine_tune_at=0, fine_tune_epochs=1))
+    whole = train(TrainConfig(**small, fine_tune_at=0, fine_tune_epochs=1))
     assert whole["fine_tune"]["path"] == "plain" and "no frozen layers" in whole["fine_tune"]["why"]
 
 
@@ -142,7 +143,7 @@ def test_random_frozen_backbone_is_said_loudly(capsys):
 
 
 def test_augmentation_trains_on_images_not_cached_features():
-    s = train(TrainConfig(**{**FE, "epochs": 1}, augment=Augment(flip=True, rotation=0.05)))
+    s = train(TrainConfig(**{**FE, "epochs": 1, "image_size": 48}, augment=Augment(flip=True, rotation=0.05)))
     assert s["features_cached"] is None and s["status"] == "done"
 
 

@@ -96,8 +96,8 @@ def register(p: Preset) -> Preset:
     return p
 
 
-QUICK_COMPRESSION = {"measure": {"latency_runs": 50, "warmup_runs": 5, "throughput_repeats": 2},
-                 "fine_tune": {"max_images": 800}}       # quick: compression fine-tunes on a sample
+QUICK_COMPRESSION = {"measure": {"latency_runs": 50, "warmup_runs": 5, "throughput_repeats": 2, "eval_repeats": 1},
+                     "fine_tune": {"max_images": 800}}   # quick: one timed test pass; fine-tunes on a sample
 ALL_TFLITE = ("tflite_float32", "tflite_float16", "tflite_dynamic", "tflite_int8", "tflite_int8_io")
 
 register(Preset(
