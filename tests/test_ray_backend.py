@@ -3,6 +3,7 @@ submitted from the CLI train on the worker node and come back as complete runs, 
 page, cancel stops the Ray task, and a worker node that dies fails its job with a clear message."""
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -111,6 +112,53 @@ def test_the_local_path_never_imports_ray():
     env = {k: v for k, v in os.environ.items() if k != "LAB_JOB_BACKEND"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
+
+
+def _listening(text: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """Addresses of the TCP sockets listening in processes whose command line mentions `text` (from /proc)."""
+    inodes = {}
+    for name in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
+            f = line.split()
+            if f[3] == "0A":                          # LISTEN; the address is 32-bit words in host (little) order
+                raw = bytes.fromhex(f[1].split(":")[0])
+                inodes[f[9]] = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+    found = []
+    for entry in _processes_mentioning(text):
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{entry.split(':')[0]}/fd").iterdir()]
+        except OSError:
+            continue
+        found += [inodes[x[8:-1]] for x in links if x.startswith("socket:[") and x[8:-1] in inodes]
+    return found
+
+
+def _loopback(ip) -> bool:
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_auto_without_a_cluster_runs_the_job_on_a_private_ray_that_listens_on_loopback_only(tmp_path, monkeypatch):
+    """LAB_RAY_ADDRESS=auto with no cluster on this machine: the job's driver starts a private Ray for it, in Ray's
+    single-machine mode, so no Ray port is open to the network; cancel stops it and leaves no Ray process."""
+    temp = tempfile.mkdtemp(prefix="labauto-", dir="/tmp")          # a Ray temp dir with no cluster in it
+    monkeypatch.setenv("RAY_TMPDIR", temp)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("LAB_JOB_BACKEND", "ray")
+    monkeypatch.setenv("LAB_RAY_ADDRESS", "auto")
+    job_id = jobs.submit({"kind": "train", "config": config(epochs=1000, mode="full"), "name": "private ray"})
+    try:
+        job = wait_for_job(job_id, live, JOB_TIMEOUT, what="training on a private Ray")
+        assert job["progress"]["ray_node"] == "127.0.0.1", job["progress"]
+        ports = _listening(temp)
+        assert ports and all(_loopback(a) for a in ports), ports
+    finally:
+        jobs.cancel(job_id, grace=3)
+    assert jobs.get_job(job_id)["status"] == "cancelled"
+    end = time.time() + 20
+    while (left := _processes_mentioning(temp)) and time.time() < end:
+        time.sleep(0.2)
+    shutil.rmtree(temp, ignore_errors=True)
+    assert not left, f"the private Ray outlived its job: {left}"
 
 
 def test_three_cli_jobs_train_on_the_cluster_and_come_back_as_complete_runs(on_ray, tmp_path, monkeypatch):

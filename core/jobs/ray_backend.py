@@ -174,6 +174,16 @@ def run_job_task(job: dict, env: dict):
 # ---------------------------------------------------------------- in the driver (the lab's worker process)
 
 
+def _single_machine() -> None:
+    """Ray's single-machine mode (the one it uses on macOS and Windows) for a private local Ray: without it Ray swaps
+    127.0.0.1 for this machine's network address and its GCS, raylet and workers listen on every interface, an
+    unauthenticated cluster open to the network for as long as the job runs. Ray reads the flag when it needs the
+    node's address, and its processes inherit the variable."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
 def _connect(opts: RayOptions) -> bool:
     """Connect this process to the cluster. True if it started a private local Ray (to shut down afterwards)."""
     common = {"log_to_driver": True, "logging_level": "warning", "namespace": "lab",
@@ -184,6 +194,7 @@ def _connect(opts: RayOptions) -> bool:
             ray.init(address="auto", **common)
             return False
         except ConnectionError:
+            _single_machine()
             ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
             return True
     parts = _address_parts(opts.address)
