@@ -91,11 +91,11 @@ def settings(args) -> None:
         changes["memory_budget_mb"] = args.memory_budget_mb
     if changes:
         lab_settings.save(**changes)
-    from core.jobs.backends import backend_name
+    from core.jobs.backends import backend_name, ray_address
     out = {"carbon_region": energy.region(), "carbon_intensity_g_per_kwh": energy.CARBON_INTENSITY[energy.region()][1],
            "cpu_watts_per_core": energy.watts_per_core(), "live_video": lab_settings.live_video(),
            "ice_servers": lab_settings.ice_servers(), "job_backend": backend_name(),
-           "ray_address": lab_settings.get("ray_address") or "auto",
+           "ray_address": ray_address(),
            "memory_budget_mb": lab_settings.memory_budget() >> 20,
            "overridden_by_environment": [k for k in lab_settings.ENV if lab_settings.overridden(k)],
            "regions": {k: {"name": n, "g_per_kwh": g} for k, (n, g) in energy.CARBON_INTENSITY.items()}}

@@ -60,8 +60,13 @@ def _number(key: str, kind, default, low: float):
     return value
 
 
+def ray_address() -> str:
+    """The Ray cluster's address (setting `ray_address`, env LAB_RAY_ADDRESS), "auto" when unset."""
+    return str(settings.get("ray_address") or "auto").strip()
+
+
 def ray_options() -> RayOptions:
-    return RayOptions(address=str(settings.get("ray_address") or "auto").strip(),
+    return RayOptions(address=ray_address(),
                       num_cpus=_number("ray_cpus_per_job", float, DEFAULT_RAY_CPUS, 0.25),
                       memory_mb=_number("ray_memory_mb_per_job", int, None, 64),
                       node_home=settings.get("ray_node_home") or None)

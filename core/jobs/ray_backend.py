@@ -36,7 +36,7 @@ from core.store import registry, settings
 from core.store.paths import REPO_ROOT, lab_home, runs_dir
 
 from . import worker
-from .backends import RayOptions, ray_options
+from .backends import RayOptions, ray_address, ray_options
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -55,7 +55,7 @@ def _prepare_environment() -> None:
     started with --node-ip-address 127.0.0.1 does not listen)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_COLOR_PREFIX", "0")          # the job log is a file: no colour codes
-    parts = _address_parts(str(settings.get("ray_address") or "auto"))
+    parts = _address_parts(ray_address())
     if parts and parts[0] in LOOPBACK:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 

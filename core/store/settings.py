@@ -113,8 +113,9 @@ def memory_budget() -> int:
     - a decoded dataset is held in RAM only when it takes at most a quarter of the budget; larger ones stay on disk
       (a uint8 .npy per data fingerprint and size) or at their source size, and are read in batches;
     - a batch in flight (decoding, feature extraction, caching activations) takes at most 1/16 of the budget;
-    - cached features and fine-tuning activations are kept as float32 in RAM up to a quarter of the budget; larger
-      activations are stored as float16 and read from disk batch by batch.
+    - cached features are kept in RAM up to a quarter of the budget, larger ones are read from disk by rows;
+    - fine-tuning activations are kept as float32 in RAM up to an eighth of the budget (core.training.cut), larger
+      ones are stored as float16 and read from disk batch by batch.
     """
     raw = get("memory_budget_mb", DEFAULT_MEMORY_BUDGET_MB)
     try:
