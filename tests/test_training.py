@@ -98,19 +98,26 @@ def test_fine_tuning_continues_from_the_head_and_does_not_lower_accuracy(fe_run)
         assert 0.5 < energy_ratio / cpu_ratio < 2
 
 
-def test_cached_activations_come_in_the_plain_ways_batch_order():
-    """The top trains on its cached activations in the very batches (and order) the plain way feeds images."""
+@pytest.mark.parametrize("where", ["memory", "disk"])
+def test_cached_activations_come_in_the_plain_ways_batch_order(where, monkeypatch):
+    """The top trains on its cached activations in the very batches (and order) the plain way feeds images, whether
+    the activations are held in memory or read from disk batch by batch."""
+    import core.training.cut as cut
     from core.data.pipeline import image_dataset
-    from core.training.cut import Batches
+    if where == "disk":
+        monkeypatch.setattr(cut, "float32_max_bytes", lambda: 0)
     n, labels = 50, np.arange(50) % 3
     images = np.zeros((n, 4, 4, 3), np.uint8)
     images[:, 0, 0, 0] = np.arange(n)                       # each image says which it is
     plain = image_dataset("mobilenet_v2", images, labels, 8, True, seed=3)
-    lab = Batches([np.arange(n, dtype=np.float32)[:, None]], np.arange(n), labels, 8, True, seed=3).dataset()
+    lab = cut.Batches([np.arange(n, dtype=np.float32)[:, None]], np.arange(n), labels, 8, True, seed=3)
+    assert lab.in_memory == (where == "memory")
     for _ in range(2):                                      # reshuffled each epoch, alike
-        got = [np.round((x.numpy()[:, 0, 0, 0] + 1) * 127.5).astype(int).tolist() for x, _ in plain]
-        want = [x[0].numpy()[:, 0].astype(int).tolist() for x, _ in lab]
+        got = [sorted(np.round((x.numpy()[:, 0, 0, 0] + 1) * 127.5).astype(int).tolist()) for x, _ in plain]
+        batches = list(lab.epoch())
+        want = [sorted(x[0].numpy()[:, 0].astype(int).tolist()) for x, _ in batches]
         assert got == want and sorted(sum(got, [])) == list(range(n))
+        assert all((y.numpy() == x[0].numpy()[:, 0].astype(int) % 3).all() for x, y in batches)   # labels follow
 
 
 def test_fine_tuning_falls_back_to_the_plain_way_and_says_why():

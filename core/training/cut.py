@@ -33,11 +33,12 @@ def float32_max_bytes() -> int:
 
 @dataclass
 class Split:
-    bottom: object               # Model(image -> [cut activation, *pooled taps below the cut])
     top: object                  # Model([cut activation, *pooled taps] -> probabilities)
     cut: str                     # the cut layer's name
     first_trainable: int         # index in model.layers of the first layer above the cut
     pooled: list[str]            # pooling layers moved into the bottom (their vectors are cached)
+    shapes: list[tuple[int, ...]]            # the row shapes of [cut activation, *pooled taps]
+    build_bottom: Callable[[], object]      # -> Model(image -> [cut activation, *pooled taps]), built when needed
 
 
 def valid_cuts(model, n_backbone: int, graph: tuple[list[str], dict[str, list[str]]] | None = None) -> list[int]:
@@ -57,7 +58,8 @@ def valid_cuts(model, n_backbone: int, graph: tuple[list[str], dict[str, list[st
 
 
 def split(model, n_backbone: int, first_trainable: int) -> Split | None:
-    """The model split at the highest cut below `first_trainable` (None if there is none)."""
+    """The model split at the highest cut below `first_trainable` (None if there is none). The bottom is replayed
+    only when asked for (`build_bottom`): with its outputs cached, or its converted form stored, it is never built."""
     from core.tfenv import keras
     order, inbound = graph = layer_graph(model)
     cuts = [c for c in valid_cuts(model, n_backbone, graph) if c < first_trainable]
@@ -66,14 +68,17 @@ def split(model, n_backbone: int, first_trainable: int) -> Split | None:
     c = cuts[-1]
     pos = {n: i for i, n in enumerate(order)}
     pooled = [n for n in order[c + 1:] if n.startswith(POOL_PREFIX) and all(pos[r] <= c for r in inbound[n])]
-    image = keras.Input(model.input_shape[1:], name="image")
-    below = replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
-    bottom = keras.Model(image, [below[order[c]]] + [below[p] for p in pooled], name="below_cut")
-    ins = {order[c]: keras.Input(model.get_layer(order[c]).output_shape[1:], name="cut")}
-    ins |= {p: keras.Input(model.get_layer(p).output_shape[1:], name=f"{p}_in") for p in pooled}
+
+    def build_bottom():
+        image = keras.Input(model.input_shape[1:], name="image")
+        below = replay(model, order[1:c + 1] + pooled, inbound, {order[0]: image})
+        return keras.Model(image, [below[order[c]]] + [below[p] for p in pooled], name="below_cut")
+    ins = {n: keras.Input(model.get_layer(n).output_shape[1:], name="cut" if n == order[c] else f"{n}_in")
+           for n in [order[c]] + pooled}
     above = replay(model, [n for n in order[c + 1:] if n not in pooled], inbound, dict(ins))
     top = keras.Model(list(ins.values()), above[order[-1]], name="above_cut")
-    return Split(bottom, top, order[c], c + 1, pooled)
+    shapes = [tuple(int(d) for d in i.shape[1:]) for i in ins.values()]
+    return Split(top, order[c], c + 1, pooled, shapes, build_bottom)
 
 
 class ActivationCache:
@@ -163,10 +168,10 @@ def compute_bottom(sp: Split, images, rows: np.ndarray, backbone: str, weights: 
     make converting pay, checked against Keras when built; Keras otherwise). Images are read and their outputs
     produced a chunk within the memory budget at a time (`core.store.settings.batch_rows`)."""
     from .extractor import make_extractor
-    ex = make_extractor(_flat(sp.bottom), backbone, weights, size, pooling, len(rows), images[rows[:32]], engine,
-                        taps, part=f"below-{sp.cut}")
-    shapes = [tuple(int(d) for d in o.shape[1:]) for o in sp.bottom.outputs]
+    shapes = sp.shapes
     ends = np.cumsum([int(np.prod(s)) for s in shapes])
+    ex = make_extractor(lambda: _flat(sp.build_bottom()), backbone, weights, size, pooling, len(rows),
+                        images[rows[:32]], engine, taps, part=f"below-{sp.cut}", dim=int(ends[-1]))
     chunk = batch_rows(int(ends[-1]) * 4 + size * size * 3 * 5)      # outputs, and the image as uint8 and float32
 
     def chunks() -> Iterator[list[np.ndarray]]:
@@ -178,32 +183,38 @@ def compute_bottom(sp: Split, images, rows: np.ndarray, backbone: str, weights: 
 
 
 class Batches:
-    """Seeded shuffled batches of cached activations (read from the memory map batch by batch) and their labels.
+    """Seeded shuffled batches of cached activations and their labels, in the very order the plain way feeds images:
+    each epoch's permutation is tf.data's shuffle of the row positions with `seed`, reshuffled each epoch, as
+    `core.data.pipeline.image_dataset` shuffles images with the same seed.
 
-    From memory, the shuffle is tf.data's with `seed`, as `core.data.pipeline.image_dataset` shuffles images: the
-    top sees its batches in the order the plain way feeds the whole model."""
+    Small activations (up to `float32_max_bytes`) are held as float32 tensors and each batch is gathered from them;
+    large ones are read from the memory map batch by batch (sorted reads; the batch holds the same rows)."""
 
     def __init__(self, arrays: list[np.ndarray], rows: np.ndarray, labels: np.ndarray, batch_size: int,
                  shuffle: bool, seed: int) -> None:
-        self.arrays, self.rows, self.labels, self.batch_size = arrays, np.asarray(rows), labels, batch_size
-        self.shuffle, self.seed, self.rng = shuffle, seed, np.random.default_rng(seed)
-
-    def __call__(self):
-        order = self.rng.permutation(self.rows) if self.shuffle else self.rows
-        for i in range(0, len(order), self.batch_size):
-            idx = np.sort(order[i:i + self.batch_size])           # sorted reads from the memory map
-            yield tuple(a[idx].astype(np.float32) for a in self.arrays), self.labels[idx]
-
-    def dataset(self):
-        """Small activations go through tf.data from memory (one seeded shuffle per epoch); large ones are read from
-        the memory map batch by batch."""
         from core.tfenv import tf
-        if sum(a[:1].nbytes for a in self.arrays) * len(self.rows) <= float32_max_bytes():
-            x = tuple(np.asarray(a[self.rows], np.float32) for a in self.arrays)
-            ds = tf.data.Dataset.from_tensor_slices((x, self.labels[self.rows]))
-            if self.shuffle:
-                ds = ds.shuffle(len(self.rows), seed=self.seed, reshuffle_each_iteration=True)
-            return ds.batch(self.batch_size).prefetch(2)
-        sig = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.float32) for a in self.arrays),
-               tf.TensorSpec((None,), tf.int64))
-        return tf.data.Dataset.from_generator(self, output_signature=sig).prefetch(2)
+        self.rows, self.batch_size, self.shuffle = np.asarray(rows), batch_size, shuffle
+        n = len(self.rows)
+        self.specs = (tuple(tf.TensorSpec((None,) + a.shape[1:], tf.float32) for a in arrays),
+                      tf.TensorSpec((None,), tf.int64))
+        if shuffle:
+            orders = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True).batch(n)
+            self._orders = iter(orders.repeat())
+        self.in_memory = sum(a[:1].nbytes for a in arrays) * n <= float32_max_bytes()
+        if self.in_memory:
+            self.x = tuple(tf.constant(np.asarray(a[self.rows], np.float32)) for a in arrays)
+            self.y = tf.constant(np.asarray(labels[self.rows], np.int64))
+        else:
+            self.arrays, self.labels = arrays, np.asarray(labels, np.int64)
+
+    def epoch(self) -> Iterator[tuple[tuple, object]]:
+        """One epoch's batches: (inputs as a tuple of float32 tensors, int64 labels)."""
+        from core.tfenv import tf
+        order = next(self._orders).numpy() if self.shuffle else np.arange(len(self.rows))
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i:i + self.batch_size]
+            if self.in_memory:
+                yield tuple(tf.gather(x, idx) for x in self.x), tf.gather(self.y, idx)
+            else:
+                at = self.rows[np.sort(idx)]                     # sorted reads from the memory map
+                yield tuple(tf.constant(a[at].astype(np.float32)) for a in self.arrays), tf.constant(self.labels[at])

@@ -6,6 +6,7 @@ against the Keras extractor on real images when it is built; a build that disagr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -75,12 +76,16 @@ def _tflite_extract(path: Path, backbone: str, image_size: int) -> Callable[[np.
 
 def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int, pooling: str,
                    n_images: int, check_images: np.ndarray, engine: str = "auto",
-                   taps: tuple[str, ...] = (), part: str = "") -> Extractor:
+                   taps: tuple[str, ...] = (), part: str = "", dim: int | None = None) -> Extractor:
     """The extractor a run uses. `auto` takes TFLite for pretrained weights when a converted extractor is stored, or
     when at least BUILD_MIN_IMAGES images are to be extracted (then it is built and stored); Keras otherwise.
-    Random weights are never stored (they change with every build)."""
-    dim = int(keras_extractor.output_shape[-1])
-    keras = Extractor(lambda images: predict_images(keras_extractor, backbone, images), dim, "keras", "")
+    Random weights are never stored (they change with every build). `keras_extractor` may be a function that
+    builds the Keras model (with `dim`, its output width, given): then it is built only if it is used."""
+    if hasattr(keras_extractor, "output_shape"):
+        dim, model = int(keras_extractor.output_shape[-1]), (lambda: keras_extractor)
+    else:
+        model = functools.cache(keras_extractor)
+    keras = Extractor(lambda images: predict_images(model(), backbone, images), dim, "keras", "")
     if engine not in ENGINES:
         raise ValueError(f"feature engine must be one of {', '.join(ENGINES)}")
     if engine == "keras":
@@ -101,7 +106,7 @@ def make_extractor(keras_extractor, backbone: str, weights: str, image_size: int
     scratch = None if pretrained else Path(tempfile.mkdtemp(prefix="extractor-"))
     target = path if scratch is None else scratch / path.name
     try:
-        gap = build_tflite(keras_extractor, backbone, image_size, target, check_images)
+        gap = build_tflite(model(), backbone, image_size, target, check_images)
         extract = _tflite_extract(target, backbone, image_size)     # the interpreter holds the model from here on
     except RuntimeError as e:
         keras.note = f"Keras ({e})"

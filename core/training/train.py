@@ -23,6 +23,7 @@ from core.errors import LabError
 from .extractor import make_extractor
 from .features import FeatureStore
 from .cut import ActivationCache, Batches, compute_bottom, split
+from .loop import evaluator, fit_batches
 from .head_fit import SMALL_PER_CLASS, Candidate, fit_features, select_linear, set_linear_weights
 from core.data.checksets import check_set_for
 from core.evaluation.checkset import score_run
@@ -119,15 +120,15 @@ def _head_on_features(cfg, progress, data: PreparedData, features: FeatureStore,
     return chosen, layers, history, record
 
 
-def _keep_best(model, val_ds, offset: int):
+def _keep_best(model, evaluate, offset: int):
     """A callback that keeps the weights with the best validation accuracy (ties: the lower val_loss), counting the
-    state before this stage: fine-tuning replaces the head-only model only when it classifies validation better."""
+    state before this stage (`evaluate()` -> (val loss, val accuracy)): fine-tuning replaces the head-only model only
+    when it classifies validation better."""
     from core.tfenv import keras
 
     class KeepBest(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
-            loss, acc = model.evaluate(val_ds(), verbose=0)[:2] if callable(val_ds) else \
-                model.evaluate(val_ds, verbose=0)[:2]
+            loss, acc = evaluate()
             self.best, self.best_epoch, self.best_weights = (acc, -loss), offset, model.get_weights()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -155,7 +156,8 @@ def _fit_images(cfg, progress, data: PreparedData, model, stage: str, epochs: in
                              cfg.augment)
     val = image_dataset(cfg.backbone, data.take(va), data.labels[va], 64) if len(va) else None
     callbacks = _callbacks(cfg, progress, stage, epochs, offset, val is not None)
-    keep = _keep_best(model, val, offset) if stage == "fine-tune" and val is not None else None
+    keep = _keep_best(model, lambda: model.evaluate(val, verbose=0)[:2], offset) \
+        if stage == "fine-tune" and val is not None else None
     h = model.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val, verbose=0,
                   callbacks=callbacks + ([keep] if keep else []))
     return _history(h.history, stage, offset), (keep.best_epoch if keep else None)
@@ -165,17 +167,16 @@ def _fit_above_cut(cfg, progress, sp, arrays: list[np.ndarray], labels: np.ndarr
                    va: np.ndarray, epochs: int, lr: float, offset: int) -> tuple[list[dict], int | None]:
     """Fine-tune the top of a split on the cached activations below its cut (`tr`, `va`: their rows), in the batch
     order the plain way uses, keeping the best validation epoch as `_fit_images` does; the full model's layers are
-    the top's, so it is trained too."""
+    the top's, so it is trained too. Trained by `core.training.loop` (the arithmetic of `fit`, without its
+    retracing and per-step overhead)."""
     steps = int(np.ceil(len(tr) / cfg.batch_size))
-    sp.top.compile(_optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), "sparse_categorical_crossentropy",
-                   ["accuracy"])
-    train_ds = Batches(arrays, tr, labels, cfg.batch_size, True, cfg.seed + offset).dataset()
-    val = Batches(arrays, va, labels, 64, False, 0).dataset if len(va) else None
-    callbacks = _callbacks(cfg, progress, "fine-tune", epochs, offset, val is not None)
-    keep = _keep_best(sp.top, val, offset) if val is not None else None
-    h = sp.top.fit(train_ds, epochs=offset + epochs, initial_epoch=offset, validation_data=val() if val else None,
-                   verbose=0, callbacks=callbacks + ([keep] if keep else []))
-    return _history(h.history, "fine-tune", offset), (keep.best_epoch if keep else None)
+    train = Batches(arrays, tr, labels, cfg.batch_size, True, cfg.seed + offset)
+    evaluate = evaluator(sp.top, Batches(arrays, va, labels, 64, False, 0)) if len(va) else None
+    callbacks = _callbacks(cfg, progress, "fine-tune", epochs, offset, evaluate is not None)
+    keep = _keep_best(sp.top, evaluate, offset) if evaluate is not None else None
+    h = fit_batches(sp.top, _optimizer(cfg.optimizer, lr, cfg.lr_decay, steps), train, evaluate, offset + epochs,
+                    callbacks + ([keep] if keep else []), initial_epoch=offset)
+    return _history(h, "fine-tune", offset), (keep.best_epoch if keep else None)
 
 
 CHECK_IMAGES = 32    # test images on which the reassembled model must equal the top on cached activations
