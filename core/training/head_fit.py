@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .loop import run_epochs
+
 
 def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tuple[np.ndarray, np.ndarray] | None,
                  epochs: int, batch_size: int, seed: int, callbacks: list) -> dict[str, list[float]]:
@@ -51,21 +53,9 @@ def fit_features(model, optimizer, x: np.ndarray, y: np.ndarray, validation: tup
             logs["val_loss"], logs["val_accuracy"] = loss_fn(yv, val_probs), _accuracy(val_probs, yv)
         return logs
 
-    cbs = keras.callbacks.CallbackList(callbacks, model=model)
     rng = np.random.default_rng(seed)
-    history: dict[str, list[float]] = {}
-    model.stop_training = False
-    cbs.on_train_begin()
-    for e in range(epochs):
-        cbs.on_epoch_begin(e)
-        logs = {k: float(v) for k, v in epoch(tf.constant(rng.permutation(n), tf.int32)).items()}
-        for k, v in logs.items():
-            history.setdefault(k, []).append(v)
-        cbs.on_epoch_end(e, logs)
-        if model.stop_training:
-            break
-    cbs.on_train_end()
-    return history
+    return run_epochs(model, callbacks, range(epochs), lambda _: {
+        k: float(v) for k, v in epoch(tf.constant(rng.permutation(n), tf.int32)).items()})
 
 
 # ---------------------------------------------------------------- the linear head, fitted to convergence

@@ -1,10 +1,10 @@
 """A training loop for sub-models on cached inputs (the layers above a fine-tuning cut): one traced train step and
 one traced validation step, each traced once for any batch size, driving ordinary Keras callbacks.
 
-Keras `fit` traces its train and test functions twice here (the last, smaller batch retraces them), evaluates through
-a third function and adds per-step Python work; on the top of a small backbone that overhead is a third of the
-fine-tuning time. The arithmetic, the batch order and the logged metrics (loss and accuracy weighted by batch size,
-`val_loss`, `val_accuracy`) are those of `fit` with sparse categorical cross-entropy.
+Keras `fit` traces its train and test functions twice here (the last, smaller batch retraces them) and adds per-step
+Python work: about 0.9 s of 6.7 s when fine-tuning the top 20 layers of MobileNetV2 at 96 px (bench.finetune).
+The arithmetic, the batch order and the logged metrics (loss and accuracy weighted by batch size, `val_loss`,
+`val_accuracy`) are those of `fit` with sparse categorical cross-entropy.
 """
 from __future__ import annotations
 
@@ -36,12 +36,7 @@ def fit_batches(model, optimizer, train: Batches, evaluate: Callable[[], tuple[f
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights))
         return _sums(loss, probs, y)
 
-    cbs = keras.callbacks.CallbackList(callbacks, model=model)
-    history: dict[str, list[float]] = {}
-    model.stop_training = False
-    cbs.on_train_begin()
-    for e in range(initial_epoch, epochs):
-        cbs.on_epoch_begin(e)
+    def run_epoch(_: int) -> dict[str, float]:
         total = tf.zeros(3)
         for x, y in train.epoch():
             total += step(x, y)
@@ -49,6 +44,22 @@ def fit_batches(model, optimizer, train: Batches, evaluate: Callable[[], tuple[f
         logs = {"loss": float(loss_sum / n), "accuracy": float(hits / n)}
         if evaluate is not None:
             logs["val_loss"], logs["val_accuracy"] = evaluate()
+        return logs
+    return run_epochs(model, callbacks, range(initial_epoch, epochs), run_epoch)
+
+
+def run_epochs(model, callbacks: list, epochs: range, run_epoch: Callable[[int], dict[str, float]]
+               ) -> dict[str, list[float]]:
+    """Drive Keras callbacks around `run_epoch(e)` -> that epoch's logs, as `fit` does (a callback may stop
+    training); return {metric: per-epoch values}."""
+    from core.tfenv import keras
+    cbs = keras.callbacks.CallbackList(callbacks, model=model)
+    history: dict[str, list[float]] = {}
+    model.stop_training = False
+    cbs.on_train_begin()
+    for e in epochs:
+        cbs.on_epoch_begin(e)
+        logs = run_epoch(e)
         for k, v in logs.items():
             history.setdefault(k, []).append(v)
         cbs.on_epoch_end(e, logs)
