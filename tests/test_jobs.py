@@ -161,6 +161,33 @@ def test_reconcile_marks_jobs_whose_process_vanished_as_interrupted(colours):
     assert jobs.reconcile() == []
 
 
+def test_a_worker_that_is_still_starting_counts_as_alive(colours, monkeypatch):
+    """Right after `Popen` returns, the kernel may still be loading the worker's program and /proc/PID/cmdline
+    reads as empty (most spawns, read at once): a reconcile in another session that reads it then must not take the
+    starting worker for gone (under load, it marked a starting job of the 30-job classroom test interrupted)."""
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)", "job-0123456789"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    assert jobs.process_alive(p.pid, "job-0123456789")
+    p.wait()
+    assert not jobs.process_alive(p.pid, "job-0123456789")
+    assert not jobs.process_alive(os.getpid(), "job-0123456789")          # alive, but not that job's worker
+
+    starting = subprocess.Popen(["sleep", "30"])      # stands for the worker caught between exec and its arguments
+    real = jobs.queue._proc_state
+    monkeypatch.setattr(jobs.queue, "_proc_state", lambda pid: ("R", "", 0) if pid == starting.pid else real(pid))
+    try:
+        a = jobs.submit(spec(colours), start=False)
+        with jobs.queue._connect() as con:
+            con.execute("UPDATE jobs SET status='running', pid=?, started=? WHERE id=?", (starting.pid, time.time(), a))
+        assert jobs.reconcile() == [] and jobs.get_job(a)["status"] == "running"
+        monkeypatch.setattr(jobs.queue, "_proc_state",                     # a kernel thread on a reused pid
+                            lambda pid: ("S", "", jobs.queue.PF_KTHREAD) if pid == starting.pid else real(pid))
+        assert jobs.reconcile() == [a] and jobs.get_job(a)["status"] == "interrupted"
+    finally:
+        starting.kill()
+        starting.wait()
+
+
 def test_the_concurrency_limit_holds_and_the_queue_advances_by_itself(colours):
     ids = [jobs.submit(spec(colours, epochs=2), start=False) for _ in range(2)]
     # several schedulers at once (browser sessions, exiting workers) never start more than the limit
