@@ -288,7 +288,8 @@ def _on_exit(job_id: str, code: int) -> bool:
 
 
 def _watch(job_id: str, proc: subprocess.Popen) -> None:
-    """Reap a worker this process spawned; if it died without recording an outcome, record one."""
+    """Reap a worker this process spawned (`schedule` registered it in _WATCHERS); if it died without recording an
+    outcome, record one."""
     def wait():
         code = proc.wait()
         try:
@@ -298,7 +299,6 @@ def _watch(job_id: str, proc: subprocess.Popen) -> None:
             print(f"jobs: watcher for {job_id}: {e}", file=sys.stderr)
         finally:
             _WATCHERS.pop(job_id, None)
-    _WATCHERS[job_id] = proc
     threading.Thread(target=wait, name=f"watch-{job_id}", daemon=True).start()
 
 
