@@ -90,12 +90,16 @@ def learning_curves(epochs: list[dict], fine_tune_start: int | None = None, heig
                 fig.add_scatter(x=x, y=ys, mode="lines+markers", name=name, legendgroup=name, showlegend=col == 1,
                                 line=dict(dash=dash, color=color, width=2), marker=dict(size=5), row=1, col=col,
                                 hovertemplate=f"epoch %{{x}}<br>{name} {metric}: %{{y:.4f}}<extra></extra>")
+    last = max(x, default=1)
     if fine_tune_start is not None and epochs:
         for col in (1, 2):
             fig.add_vline(x=fine_tune_start + 0.5, line=dict(color="#d9822b", dash="dot", width=2), row=1, col=col)
+        # the label reads away from the nearer edge; with the range fixed below, its text never widens the axis
         fig.add_annotation(x=fine_tune_start + 0.5, y=1.0, yref="y2 domain", xref="x2", text="fine-tuning starts",
-                           showarrow=False, xanchor="left", font=dict(color="#d9822b", size=12))
-    fig.update_xaxes(title_text="epoch", rangemode="tozero", tick0=0, dtick=max(1, round(len(x) / 6)) if x else 1)
+                           showarrow=False, xanchor="left" if fine_tune_start < last / 2 else "right",
+                           font=dict(color="#d9822b", size=12))
+    fig.update_xaxes(title_text="epoch", range=[0, last + 0.5], tick0=0,
+                     dtick=max(1, round(len(x) / 6)) if x else 1)
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1.0], side="right", row=1, col=2)
     # (the accuracy ticks on the right: on a phone they would otherwise sit on the loss plot)
